@@ -1,0 +1,160 @@
+//! The pre-LN transformer shared by both CLIP towers (Radford et al., 2021, "Learning Transferable Visual
+//! Models From Natural Language Supervision"). Field names follow HF `CLIPEncoderLayer`, so a module path is
+//! the HF key (LayerNorm `gamma`/`beta` stand for PyTorch's `weight`/`bias`).
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::Tensor;
+use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::Device;
+
+use crate::config::Activation;
+
+/// Called after every transformer block with the 1-based block index and the block's output; lets a caller
+/// (SSE, DATE) put adapters inside a frozen tower without the tower knowing about them.
+pub type LayerHook<'a> = &'a dyn Fn(usize, Tensor<3>) -> Tensor<3>;
+
+#[derive(Module, Debug)]
+pub struct ClipAttention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub out_proj: Linear,
+    pub num_heads: usize,
+}
+
+impl ClipAttention {
+    pub fn new(width: usize, heads: usize, device: &Device) -> Self {
+        let lin = || LinearConfig::new(width, width).init(device);
+        Self {
+            q_proj: lin(),
+            k_proj: lin(),
+            v_proj: lin(),
+            out_proj: lin(),
+            num_heads: heads,
+        }
+    }
+
+    /// x: [B, L, D] → [B, L, D]
+    pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        let [b, l, d] = x.dims();
+        let h = self.num_heads;
+        let split = |t: Tensor<3>| t.reshape([b, l, h, d / h]).swap_dims(1, 2);
+        let q = split(self.q_proj.forward(x.clone()));
+        let k = split(self.k_proj.forward(x.clone()));
+        let v = split(self.v_proj.forward(x));
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: causal,
+        };
+        let o = attention(q, k, v, None, None, options);
+        self.out_proj.forward(o.swap_dims(1, 2).reshape([b, l, d]))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ClipMlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+    pub quick_gelu: bool,
+}
+
+impl ClipMlp {
+    /// x: [B, L, D] → [B, L, D]
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = self.fc1.forward(x);
+        let h = if self.quick_gelu {
+            // QuickGELU of the OpenAI checkpoints: x·σ(1.702x).
+            h.clone() * sigmoid(h * 1.702)
+        } else {
+            gelu(h)
+        };
+        self.fc2.forward(h)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ClipEncoderLayer {
+    pub self_attn: ClipAttention,
+    pub layer_norm1: LayerNorm,
+    pub mlp: ClipMlp,
+    pub layer_norm2: LayerNorm,
+}
+
+impl ClipEncoderLayer {
+    pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), causal);
+        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ClipEncoder {
+    pub layers: Vec<ClipEncoderLayer>,
+}
+
+/// The encoder's result: the last block's output and the outputs of the requested blocks.
+pub struct EncoderOutput {
+    pub last: Tensor<3>,
+    /// One per requested tap, in the order asked.
+    pub taps: Vec<Tensor<3>>,
+}
+
+impl ClipEncoder {
+    pub fn new(
+        width: usize,
+        layers: usize,
+        heads: usize,
+        mlp_dim: usize,
+        act: Activation,
+        eps: f64,
+        device: &Device,
+    ) -> Self {
+        let ln = || LayerNormConfig::new(width).with_epsilon(eps).init(device);
+        let layers = (0..layers)
+            .map(|_| ClipEncoderLayer {
+                self_attn: ClipAttention::new(width, heads, device),
+                layer_norm1: ln(),
+                mlp: ClipMlp {
+                    fc1: LinearConfig::new(width, mlp_dim).init(device),
+                    fc2: LinearConfig::new(mlp_dim, width).init(device),
+                    quick_gelu: act == Activation::QuickGelu,
+                },
+                layer_norm2: ln(),
+            })
+            .collect();
+        Self { layers }
+    }
+
+    /// x: [B, L, D]. `taps` are 1-based block indices (HF's `hidden_states[i]`, after any hook);
+    /// the last block's output is always returned.
+    pub fn forward(
+        &self,
+        mut x: Tensor<3>,
+        causal: bool,
+        taps: &[usize],
+        hook: Option<LayerHook<'_>>,
+    ) -> EncoderOutput {
+        let mut found: Vec<Option<Tensor<3>>> = vec![None; taps.len()];
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, causal);
+            if let Some(hook) = hook {
+                x = hook(i + 1, x);
+            }
+            for (slot, &t) in found.iter_mut().zip(taps) {
+                if t == i + 1 {
+                    *slot = Some(x.clone());
+                }
+            }
+            // Blocks after the deepest tap are not needed when the caller only wants taps.
+        }
+        let taps = found
+            .into_iter()
+            .map(|t| t.unwrap_or_else(|| x.clone()))
+            .collect();
+        EncoderOutput { last: x, taps }
+    }
+}

@@ -1,0 +1,140 @@
+//! CLIP's vision transformer (ViT; Dosovitskiy et al., 2021, as used by Radford et al., 2021).
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Distribution, Tensor};
+
+use crate::config::{ClipConfig, ClipVisionConfig};
+use crate::nn::{ClipEncoder, LayerHook};
+
+#[derive(Module, Debug)]
+pub struct ClipVisionEmbeddings {
+    pub class_embedding: Param<Tensor<1>>,
+    pub patch_embedding: Conv2d,
+    pub position_embedding: Embedding,
+    pub patch_size: usize,
+}
+
+impl ClipVisionEmbeddings {
+    /// pixels: [B, 3, H, W] (H, W multiples of the patch size) → [B, 1 + (H/p)(W/p), D]
+    pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
+        let patches = self.patch_embedding.forward(pixels);
+        let [b, d, gh, gw] = patches.dims();
+        let patches = patches.flatten::<3>(2, 3).swap_dims(1, 2);
+        let cls = self
+            .class_embedding
+            .val()
+            .reshape([1, 1, d])
+            .expand([b, 1, d]);
+        let x = Tensor::cat(vec![cls, patches], 1);
+        x + self.positions(gh, gw).unsqueeze::<3>()
+    }
+
+    /// Positional embeddings for a gh×gw grid: [1 + gh·gw, D]. A grid other than the checkpoint's is
+    /// bicubically resized (half-pixel centres), as OpenCLIP's `resize_pos_embed` and HF's
+    /// `interpolate_pos_encoding` do when upsampling.
+    pub fn positions(&self, gh: usize, gw: usize) -> Tensor<2> {
+        let table = self.position_embedding.weight.val();
+        let [n, d] = table.dims();
+        let g = ((n - 1) as f64).sqrt().round() as usize;
+        if g == gh && g == gw {
+            return table;
+        }
+        let cls = table.clone().narrow(0, 0, 1);
+        let grid = table
+            .narrow(0, 1, n - 1)
+            .reshape([1, g, g, d])
+            .permute([0, 3, 1, 2]);
+        let grid = interpolate(
+            grid,
+            InterpolateOptions::new(InterpolateMode::Bicubic)
+                .with_align_corners(false)
+                .with_output_size([gh, gw]),
+        );
+        let grid = grid.permute([0, 2, 3, 1]).reshape([gh * gw, d]);
+        Tensor::cat(vec![cls, grid], 0)
+    }
+}
+
+/// HF `CLIPVisionTransformer` (the field `pre_layrnorm` keeps HF's spelling so that keys match).
+#[derive(Module, Debug)]
+pub struct ClipVisionTransformer {
+    pub embeddings: ClipVisionEmbeddings,
+    pub pre_layrnorm: LayerNorm,
+    pub encoder: ClipEncoder,
+    pub post_layernorm: LayerNorm,
+}
+
+/// What the vision tower returns.
+pub struct VisionOutput {
+    /// Token sequence after the requested blocks: each [B, 1 + N, D] (class token first).
+    pub taps: Vec<Tensor<3>>,
+    /// Post-LN class token: [B, D] (HF's `pooler_output`).
+    pub pooled: Tensor<2>,
+    /// Last block's output: [B, 1 + N, D].
+    pub last_hidden: Tensor<3>,
+    /// Patch grid (rows, cols).
+    pub grid: (usize, usize),
+}
+
+impl ClipVisionTransformer {
+    pub fn new(cfg: &ClipConfig, device: &Device) -> Self {
+        let v: &ClipVisionConfig = &cfg.vision;
+        let ln = || {
+            LayerNormConfig::new(v.width)
+                .with_epsilon(cfg.layer_norm_eps)
+                .init(device)
+        };
+        let scale = (v.width as f64).powf(-0.5);
+        Self {
+            embeddings: ClipVisionEmbeddings {
+                class_embedding: Param::from_tensor(Tensor::random(
+                    [v.width],
+                    Distribution::Normal(0.0, scale),
+                    device,
+                )),
+                patch_embedding: Conv2dConfig::new([3, v.width], [v.patch_size, v.patch_size])
+                    .with_stride([v.patch_size, v.patch_size])
+                    .with_bias(false)
+                    .init(device),
+                position_embedding: EmbeddingConfig::new(v.num_positions(), v.width).init(device),
+                patch_size: v.patch_size,
+            },
+            pre_layrnorm: ln(),
+            encoder: ClipEncoder::new(
+                v.width,
+                v.layers,
+                v.heads,
+                v.mlp_dim,
+                cfg.activation,
+                cfg.layer_norm_eps,
+                device,
+            ),
+            post_layernorm: ln(),
+        }
+    }
+
+    /// pixels: [B, 3, H, W], CLIP-normalised. `taps`: 1-based block indices.
+    pub fn forward(
+        &self,
+        pixels: Tensor<4>,
+        taps: &[usize],
+        hook: Option<LayerHook<'_>>,
+    ) -> VisionOutput {
+        let [_, _, h, w] = pixels.dims();
+        let p = self.embeddings.patch_size;
+        let x = self.pre_layrnorm.forward(self.embeddings.forward(pixels));
+        let out = self.encoder.forward(x, false, taps, hook);
+        let [b, _, d] = out.last.dims();
+        let cls = out.last.clone().narrow(1, 0, 1).reshape([b, d]);
+        VisionOutput {
+            taps: out.taps,
+            pooled: self.post_layernorm.forward(cls),
+            last_hidden: out.last,
+            grid: (h / p, w / p),
+        }
+    }
+}
