@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage};
 
 use crate::error::{ClipError, Result};
@@ -39,11 +38,108 @@ pub fn resize_center_crop(img: &RgbImage, size: usize) -> RgbImage {
     let resized = if (nw, nh) == (w, h) {
         img.clone()
     } else {
-        image::imageops::resize(img, nw as u32, nh as u32, FilterType::CatmullRom)
+        resize_bicubic_pil(img, nw, nh)
     };
     let top = (nh.saturating_sub(size)) / 2;
     let left = (nw.saturating_sub(size)) / 2;
     image::imageops::crop_imm(&resized, left as u32, top as u32, size as u32, size as u32).to_image()
+}
+
+/// PIL's `Image.resize(..., BICUBIC)` for 8-bit images, reproduced exactly: Keys cubic (a = -0.5) with the
+/// support widened by the scale when downsampling (antialiasing), 22-bit fixed-point coefficients, a
+/// horizontal pass rounded to 8 bits, then a vertical pass. HF's `CLIPImageProcessor`, OpenAI's and
+/// OpenCLIP's preprocessing all resize with PIL, so matching it bit for bit makes embeddings match.
+pub fn resize_bicubic_pil(img: &RgbImage, out_w: usize, out_h: usize) -> RgbImage {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let src: Vec<u8> = img.as_raw().clone();
+    let horizontal = if out_w != w {
+        let (bounds, coeffs, k) = pil_coeffs(w, out_w);
+        let mut out = vec![0u8; out_w * h * 3];
+        for y in 0..h {
+            for (xx, &(xmin, xlen)) in bounds.iter().enumerate() {
+                let kk = &coeffs[xx * k..xx * k + xlen];
+                for c in 0..3 {
+                    let mut ss: i64 = 1 << (PRECISION_BITS - 1);
+                    for (x, &kv) in kk.iter().enumerate() {
+                        ss += src[(y * w + xmin + x) * 3 + c] as i64 * kv;
+                    }
+                    out[(y * out_w + xx) * 3 + c] = clip8(ss);
+                }
+            }
+        }
+        out
+    } else {
+        src
+    };
+    let out = if out_h != h {
+        let (bounds, coeffs, k) = pil_coeffs(h, out_h);
+        let mut out = vec![0u8; out_w * out_h * 3];
+        for (yy, &(ymin, ylen)) in bounds.iter().enumerate() {
+            let kk = &coeffs[yy * k..yy * k + ylen];
+            for x in 0..out_w {
+                for c in 0..3 {
+                    let mut ss: i64 = 1 << (PRECISION_BITS - 1);
+                    for (y, &kv) in kk.iter().enumerate() {
+                        ss += horizontal[((ymin + y) * out_w + x) * 3 + c] as i64 * kv;
+                    }
+                    out[(yy * out_w + x) * 3 + c] = clip8(ss);
+                }
+            }
+        }
+        out
+    } else {
+        horizontal
+    };
+    // Sizes were computed from the buffer, so this cannot fail; fall back to a blank image regardless.
+    RgbImage::from_raw(out_w as u32, out_h as u32, out)
+        .unwrap_or_else(|| RgbImage::new(out_w as u32, out_h as u32))
+}
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+fn clip8(ss: i64) -> u8 {
+    (ss >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+fn bicubic(x: f64) -> f64 {
+    let a = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    } else {
+        0.0
+    }
+}
+
+/// PIL's `precompute_coeffs` + `normalize_coeffs_8bpc`: per output pixel (first input index, tap count),
+/// and `k` fixed-point taps per output pixel.
+fn pil_coeffs(in_size: usize, out_size: usize) -> (Vec<(usize, usize)>, Vec<i64>, usize) {
+    let scale = in_size as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = 2.0 * filterscale;
+    let k = support.ceil() as usize * 2 + 1;
+    let mut bounds = Vec::with_capacity(out_size);
+    let mut coeffs = vec![0i64; out_size * k];
+    for xx in 0..out_size {
+        let center = (xx as f64 + 0.5) * scale;
+        let ss = 1.0 / filterscale;
+        // C casts truncate toward zero.
+        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize - xmin;
+        let w: Vec<f64> = (0..xmax)
+            .map(|x| bicubic((x as f64 + xmin as f64 - center + 0.5) * ss))
+            .collect();
+        let ww: f64 = w.iter().sum();
+        for (x, wx) in w.iter().enumerate() {
+            let v = if ww != 0.0 { wx / ww } else { *wx };
+            let f = v * (1i64 << PRECISION_BITS) as f64;
+            coeffs[xx * k + x] = if v < 0.0 { (f - 0.5) as i64 } else { (f + 0.5) as i64 };
+        }
+        bounds.push((xmin, xmax));
+    }
+    (bounds, coeffs, k)
 }
 
 /// CHW floats: /255 then (x - mean) / std.

@@ -180,12 +180,8 @@ impl PathTracker {
             parts.push(prefix);
         }
         parts.extend(self.stack.iter().map(|(n, _)| n.as_str()));
-        let container = self
-            .stack
-            .len()
-            .checked_sub(2)
-            .map(|i| self.stack[i].1.as_str())
-            .unwrap_or("");
+        // burn's derive passes the type of the struct that owns the field being entered.
+        let container = self.stack.last().map(|(_, c)| c.as_str()).unwrap_or("");
         let mut transpose = false;
         if style == KeyStyle::Torch {
             let last = parts.len() - 1;
@@ -226,7 +222,7 @@ impl ModuleMapper for Loader<'_> {
         if self.error.is_some() {
             return param;
         }
-        let shape: Vec<usize> = param.lazy_shape().dims.to_vec();
+        let shape: Vec<usize> = param.lazy_shape().dims::<D>().to_vec();
         let Some(t) = self.map.tensors.get(&key) else {
             if !(self.allow_missing)(&key) {
                 self.error = Some(ClipError::MissingKey {
@@ -340,10 +336,11 @@ impl ModuleVisitor for Collector<'_> {
         }
         let t = param.val();
         let shape = t.dims().to_vec();
+        // Float params are f32 (converted first), so the read cannot fail.
         let data = t
             .into_data()
             .convert::<f32>()
-            .to_vec::<f32>()
+            .try_into_vec::<f32>()
             .unwrap_or_default();
         let host = HostTensor::new(shape, data);
         self.out
