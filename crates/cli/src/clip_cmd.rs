@@ -1,7 +1,12 @@
 //! `tgcnet tokenize` and `tgcnet embed`.
 
-use clap::Args;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use clap::Args;
+use tgcnet_clip::Tokenizer;
 
 #[derive(Args, Debug)]
 pub struct TokenizeArgs {
@@ -27,10 +32,50 @@ pub struct EmbedArgs {
     pub text: Vec<String>,
 }
 
-pub fn tokenize(_a: TokenizeArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("tokenize: not built yet")
+pub fn tokenize(a: TokenizeArgs) -> anyhow::Result<i32> {
+    let tok = Tokenizer::new()?;
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for (i, line) in stdin.lock().lines().enumerate() {
+        let line = line.with_context(|| format!("stdin line {}: not UTF-8 text", i + 1))?;
+        let ids = tok.tokenize(&line, a.context_length)?;
+        writeln!(out, "{}", serde_json::to_string(&ids)?)?;
+    }
+    out.flush()?;
+    Ok(0)
 }
 
-pub fn embed(_a: EmbedArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("embed: not built yet")
+pub fn embed(a: EmbedArgs) -> anyhow::Result<i32> {
+    let device = Device::flex();
+    let (clip, cfg) = tgcnet_clip::load_clip(&a.clip, a.config.as_deref(), &device)?;
+    let image_embeds = if a.image.is_empty() {
+        Vec::new()
+    } else {
+        let pixels = tgcnet_clip::image::load_batch(&a.image, cfg.vision.image_size, &device)?;
+        rows(clip.image_embeds(pixels))?
+    };
+    let text_embeds = if a.text.is_empty() {
+        Vec::new()
+    } else {
+        let tok = Tokenizer::new()?;
+        let ctx = cfg.text.context_length;
+        let texts: Vec<&str> = a.text.iter().map(String::as_str).collect();
+        let flat = tok.tokenize_padded_flat(&texts, ctx)?;
+        let ids: Vec<i64> = flat.into_iter().map(i64::from).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [texts.len(), ctx]), &device);
+        rows(clip.text_embeds(ids))?
+    };
+    let json = serde_json::json!({"image_embeds": image_embeds, "text_embeds": text_embeds});
+    println!("{json}");
+    Ok(0)
+}
+
+fn rows(t: Tensor<2>) -> anyhow::Result<Vec<Vec<f32>>> {
+    let [_, e] = t.dims();
+    let v = t
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading embeddings: {e:?}"))?;
+    Ok(v.chunks(e).map(<[f32]>::to_vec).collect())
 }
