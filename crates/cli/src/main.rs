@@ -4,9 +4,18 @@ use clap::{Parser, Subcommand};
 
 mod clip_cmd;
 mod data_cmd;
+mod demo_cmd;
+mod device;
+mod info_cmd;
+mod knowledge_cmd;
+mod train_cmd;
 
 #[derive(Parser, Debug)]
-#[command(name = "tgcnet", version, about = "Text-guided medical image segmentation (TGC-Net) on CLIP")]
+#[command(
+    name = "tgcnet",
+    version,
+    about = "Text-guided medical image segmentation (TGC-Net) on CLIP"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,6 +30,19 @@ enum Command {
     /// Dataset tools: check a dataset, generate the phantom dataset.
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
+    /// Train TGC-Net (run directory with config, metrics, curves, checkpoints; --resume continues).
+    Train(train_cmd::TrainArgs),
+    /// Evaluate a run or checkpoint: Dice, IoU (per-image and global), precision, recall, HD95, by group.
+    Eval(train_cmd::EvalArgs),
+    /// Segment one image (or a manifest) from its text.
+    Infer(train_cmd::InferArgs),
+    /// The main job: phantom data, train with and without text, evaluate, print Dice side by side.
+    Demo(demo_cmd::DemoArgs),
+    /// Parameters (total, trainable) per module and FLOPs per image of a preset or config.
+    Info(info_cmd::InfoArgs),
+    /// Radiological knowledge passages for DATE.
+    #[command(subcommand)]
+    Knowledge(knowledge_cmd::KnowledgeCommand),
 }
 
 fn main() {
@@ -29,6 +51,12 @@ fn main() {
         Command::Tokenize(a) => clip_cmd::tokenize(a),
         Command::Embed(a) => clip_cmd::embed(a),
         Command::Data(c) => data_cmd::run(c),
+        Command::Train(a) => train_cmd::train_cmd(a),
+        Command::Eval(a) => train_cmd::eval_cmd(a),
+        Command::Infer(a) => train_cmd::infer_cmd(a),
+        Command::Demo(a) => demo_cmd::demo(a),
+        Command::Info(a) => info_cmd::run(a),
+        Command::Knowledge(c) => knowledge_cmd::run(c),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -16,7 +16,8 @@ fn fixtures() -> PathBuf {
 
 fn texts() -> Vec<String> {
     let inputs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("inputs.json")).expect("inputs")).expect("json");
+        serde_json::from_slice(&std::fs::read(fixtures().join("inputs.json")).expect("inputs"))
+            .expect("json");
     inputs["texts"]
         .as_array()
         .expect("texts")
@@ -30,28 +31,52 @@ fn max_err(got: &serde_json::Value, want: &[f32]) -> f32 {
         .as_array()
         .expect("rows")
         .iter()
-        .flat_map(|r| r.as_array().expect("row").iter().map(|v| v.as_f64().expect("num") as f32))
+        .flat_map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|v| v.as_f64().expect("num") as f32)
+        })
         .collect();
     assert_eq!(got.len(), want.len());
-    got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
 }
 
 fn run_embed(clip: &Path, prefix: &str) {
-    let exp = TensorMap::read_safetensors(&fixtures().join("expected.safetensors")).expect("expected");
+    let exp =
+        TensorMap::read_safetensors(&fixtures().join("expected.safetensors")).expect("expected");
     let images: Vec<PathBuf> = ["gray32.png", "rgb32.png", "rgb60x45.png"]
         .iter()
         .map(|n| fixtures().join("images").join(n))
         .collect();
     let mut cmd = bin();
-    cmd.arg("embed").arg("--clip").arg(clip).arg("--image").args(&images).arg("--text");
+    cmd.arg("embed")
+        .arg("--clip")
+        .arg(clip)
+        .arg("--image")
+        .args(&images)
+        .arg("--text");
     cmd.args(texts());
     let out = cmd.output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let e = max_err(&json["image_embeds"], &exp.tensors[&format!("{prefix}.image_embeds")].data);
+    let e = max_err(
+        &json["image_embeds"],
+        &exp.tensors[&format!("{prefix}.image_embeds")].data,
+    );
     println!("{prefix} image_embeds via CLI: {e:.2e}");
     assert!(e < 1e-4);
-    let e = max_err(&json["text_embeds"], &exp.tensors[&format!("{prefix}.text_embeds")].data);
+    let e = max_err(
+        &json["text_embeds"],
+        &exp.tensors[&format!("{prefix}.text_embeds")].data,
+    );
     println!("{prefix} text_embeds via CLI: {e:.2e}");
     assert!(e < 1e-4);
 }
@@ -68,7 +93,8 @@ fn embed_open_clip_file() {
 
 #[test]
 fn tokenize_prints_ids_per_line() {
-    let exp = TensorMap::read_safetensors(&fixtures().join("expected.safetensors")).expect("expected");
+    let exp =
+        TensorMap::read_safetensors(&fixtures().join("expected.safetensors")).expect("expected");
     let ids = &exp.tensors["token_ids"];
     let mut child = bin()
         .arg("tokenize")
@@ -137,10 +163,19 @@ fn embed_bad_inputs_are_clear_errors() {
         .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("scan.png") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("scan.png") && !err.contains("panicked"),
+        "{err}"
+    );
 
-    let out = bin().args(["embed", "--clip", "/nonexistent/model", "--text", "x"]).output().expect("run");
+    let out = bin()
+        .args(["embed", "--clip", "/nonexistent/model", "--text", "x"])
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/model") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("/nonexistent/model") && !err.contains("panicked"),
+        "{err}"
+    );
 }

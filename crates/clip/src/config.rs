@@ -73,7 +73,11 @@ impl ClipConfig {
     }
 
     pub fn preset(name: &str) -> Option<Self> {
-        match name.to_ascii_lowercase().replace(['-', '/', '_'], "").as_str() {
+        match name
+            .to_ascii_lowercase()
+            .replace(['-', '/', '_'], "")
+            .as_str()
+        {
             "vitb16" => Some(Self::vit_b16()),
             "vitb32" => Some(Self::vit_b32()),
             "vitl14" => Some(Self::vit_l14()),
@@ -118,10 +122,11 @@ impl ClipConfig {
     /// or our own serialisation of [`ClipConfig`].
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| ClipError::io(path, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| ClipError::Config {
-            path: path.into(),
-            message: format!("not JSON: {e}"),
-        })?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ClipError::Config {
+                path: path.into(),
+                message: format!("not JSON: {e}"),
+            })?;
         Self::from_json(&json).map_err(|message| ClipError::Config {
             path: path.into(),
             message,
@@ -147,21 +152,25 @@ impl ClipConfig {
         let v = &json["vision_config"];
         let t = &json["text_config"];
         // HF omits fields equal to the class defaults; these are CLIPVisionConfig's / CLIPTextConfig's.
-        let get = |o: &serde_json::Value, k: &str, d: usize| -> std::result::Result<usize, String> {
-            match o.get(k) {
-                None | Some(serde_json::Value::Null) => Ok(d),
-                Some(x) => x
-                    .as_u64()
-                    .map(|x| x as usize)
-                    .ok_or_else(|| format!("`{k}` is not an integer")),
-            }
-        };
+        let get =
+            |o: &serde_json::Value, k: &str, d: usize| -> std::result::Result<usize, String> {
+                match o.get(k) {
+                    None | Some(serde_json::Value::Null) => Ok(d),
+                    Some(x) => x
+                        .as_u64()
+                        .map(|x| x as usize)
+                        .ok_or_else(|| format!("`{k}` is not an integer")),
+                }
+            };
         let act = v
             .get("hidden_act")
             .and_then(|a| a.as_str())
             .unwrap_or("quick_gelu");
         let activation = parse_act(act)?;
-        let t_act = t.get("hidden_act").and_then(|a| a.as_str()).unwrap_or("quick_gelu");
+        let t_act = t
+            .get("hidden_act")
+            .and_then(|a| a.as_str())
+            .unwrap_or("quick_gelu");
         if parse_act(t_act)? != activation {
             return Err("vision and text towers use different activations".into());
         }
@@ -205,7 +214,9 @@ impl ClipConfig {
                 .map(|x| x as usize)
                 .ok_or_else(|| format!("`{k}` missing or not an integer"))
         };
-        let opt = |o: &serde_json::Value, k: &str, d: usize| o.get(k).and_then(|x| x.as_u64()).map_or(d, |x| x as usize);
+        let opt = |o: &serde_json::Value, k: &str, d: usize| {
+            o.get(k).and_then(|x| x.as_u64()).map_or(d, |x| x as usize)
+        };
         let quick = json
             .get("quick_gelu")
             .or(outer_quick_gelu)
@@ -254,7 +265,9 @@ fn parse_act(a: &str) -> std::result::Result<Activation, String> {
     match a {
         "quick_gelu" => Ok(Activation::QuickGelu),
         "gelu" => Ok(Activation::Gelu),
-        other => Err(format!("unsupported hidden_act `{other}` (quick_gelu or gelu)")),
+        other => Err(format!(
+            "unsupported hidden_act `{other}` (quick_gelu or gelu)"
+        )),
     }
 }
 

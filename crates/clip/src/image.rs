@@ -42,7 +42,8 @@ pub fn resize_center_crop(img: &RgbImage, size: usize) -> RgbImage {
     };
     let top = (nh.saturating_sub(size)) / 2;
     let left = (nw.saturating_sub(size)) / 2;
-    image::imageops::crop_imm(&resized, left as u32, top as u32, size as u32, size as u32).to_image()
+    image::imageops::crop_imm(&resized, left as u32, top as u32, size as u32, size as u32)
+        .to_image()
 }
 
 /// PIL's `Image.resize(..., BICUBIC)` for 8-bit images, reproduced exactly: Keys cubic (a = -0.5) with the
@@ -135,7 +136,11 @@ fn pil_coeffs(in_size: usize, out_size: usize) -> (Vec<(usize, usize)>, Vec<i64>
         for (x, wx) in w.iter().enumerate() {
             let v = if ww != 0.0 { wx / ww } else { *wx };
             let f = v * (1i64 << PRECISION_BITS) as f64;
-            coeffs[xx * k + x] = if v < 0.0 { (f - 0.5) as i64 } else { (f + 0.5) as i64 };
+            coeffs[xx * k + x] = if v < 0.0 {
+                (f - 0.5) as i64
+            } else {
+                (f + 0.5) as i64
+            };
         }
         bounds.push((xmin, xmax));
     }

@@ -11,7 +11,7 @@ use crate::config::ClipConfig;
 use crate::error::{ClipError, Result};
 use crate::text::ClipTextTransformer;
 use crate::vision::ClipVisionTransformer;
-use crate::weights::{check_unused, load_module, HostTensor, KeyStyle, LoadReport, TensorMap};
+use crate::weights::{HostTensor, KeyStyle, LoadReport, TensorMap, check_unused, load_module};
 
 /// HF `CLIPModel` minus `logit_scale`: field names are HF's keys.
 #[derive(Module, Debug)]
@@ -24,7 +24,10 @@ pub struct Clip {
 
 /// Checkpoint tensors that carry no model weight.
 pub fn is_ignored_key(key: &str) -> bool {
-    key.ends_with("position_ids") || key == "logit_scale" || key == "logit_bias" || key.ends_with("attn_mask")
+    key.ends_with("position_ids")
+        || key == "logit_scale"
+        || key == "logit_bias"
+        || key.ends_with("attn_mask")
 }
 
 /// Which on-disk layout a checkpoint uses.
@@ -86,12 +89,17 @@ pub fn resolve_checkpoint(path: &Path, config: Option<&Path>) -> Result<(PathBuf
     }
     if path.is_dir() {
         let weights = path.join("model.safetensors");
-        let cfg = config.map(Path::to_path_buf).unwrap_or_else(|| path.join("config.json"));
+        let cfg = config
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| path.join("config.json"));
         for p in [&weights, &cfg] {
             if !p.exists() {
                 return Err(ClipError::io(
                     p,
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "expected in an HF CLIP model directory"),
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "expected in an HF CLIP model directory",
+                    ),
                 ));
             }
         }
@@ -101,7 +109,10 @@ pub fn resolve_checkpoint(path: &Path, config: Option<&Path>) -> Result<(PathBuf
         return Ok((path.to_path_buf(), c.to_path_buf()));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let candidates = [
         dir.join(format!("{stem}.json")),
         dir.join("open_clip_config.json"),
@@ -121,7 +132,11 @@ pub fn resolve_checkpoint(path: &Path, config: Option<&Path>) -> Result<(PathBuf
 
 /// Detects the layout from the key names.
 pub fn detect_layout(map: &TensorMap) -> Layout {
-    if map.tensors.keys().any(|k| k.starts_with("visual.") || k == "token_embedding.weight") {
+    if map
+        .tensors
+        .keys()
+        .any(|k| k.starts_with("visual.") || k == "token_embedding.weight")
+    {
         Layout::OpenClip
     } else {
         Layout::HuggingFace
@@ -130,7 +145,11 @@ pub fn detect_layout(map: &TensorMap) -> Layout {
 
 /// Loads a CLIP checkpoint in HF or OpenCLIP layout. Every tensor must be used or be on the ignore list
 /// ([`is_ignored_key`]); a missing or mis-shaped tensor is an error naming the key and both shapes.
-pub fn load_clip(path: &Path, config: Option<&Path>, device: &Device) -> Result<(Clip, ClipConfig)> {
+pub fn load_clip(
+    path: &Path,
+    config: Option<&Path>,
+    device: &Device,
+) -> Result<(Clip, ClipConfig)> {
     let (weights, cfg_path) = resolve_checkpoint(path, config)?;
     let cfg = ClipConfig::from_file(&cfg_path)?;
     let map = TensorMap::read_safetensors(&weights)?;
@@ -179,8 +198,12 @@ pub fn open_clip_to_hf(map: TensorMap, cfg: &ClipConfig) -> Result<TensorMap> {
             ("text_model", key.as_str())
         };
         let fixed = match (tower, rest) {
-            ("vision_model", "conv1.weight") => Some("vision_model.embeddings.patch_embedding.weight".to_string()),
-            ("vision_model", "class_embedding") => Some("vision_model.embeddings.class_embedding".to_string()),
+            ("vision_model", "conv1.weight") => {
+                Some("vision_model.embeddings.patch_embedding.weight".to_string())
+            }
+            ("vision_model", "class_embedding") => {
+                Some("vision_model.embeddings.class_embedding".to_string())
+            }
             ("vision_model", "positional_embedding") => {
                 Some("vision_model.embeddings.position_embedding.weight".to_string())
             }
@@ -197,15 +220,22 @@ pub fn open_clip_to_hf(map: TensorMap, cfg: &ClipConfig) -> Result<TensorMap> {
             continue;
         }
         if tower == "vision_model" && rest == "proj" {
-            out.insert("visual_projection.weight".into(), transpose2(&source, &key, &t)?);
+            out.insert(
+                "visual_projection.weight".into(),
+                transpose2(&source, &key, &t)?,
+            );
             continue;
         }
         if tower == "text_model" && rest == "text_projection" {
-            out.insert("text_projection.weight".into(), transpose2(&source, &key, &t)?);
+            out.insert(
+                "text_projection.weight".into(),
+                transpose2(&source, &key, &t)?,
+            );
             continue;
         }
         let ln = |prefix: &str, hf: &str| -> Option<String> {
-            rest.strip_prefix(prefix).map(|suffix| format!("{tower}.{hf}{suffix}"))
+            rest.strip_prefix(prefix)
+                .map(|suffix| format!("{tower}.{hf}{suffix}"))
         };
         if let Some(k) = ln("ln_pre", "pre_layrnorm")
             .or_else(|| ln("ln_post", "post_layernorm"))
@@ -217,20 +247,35 @@ pub fn open_clip_to_hf(map: TensorMap, cfg: &ClipConfig) -> Result<TensorMap> {
         if let Some(r) = rest.strip_prefix("transformer.resblocks.") {
             let (idx, sub) = r.split_once('.').unwrap_or((r, ""));
             let base = format!("{tower}.encoder.layers.{idx}");
-            let width = if tower == "vision_model" { cfg.vision.width } else { cfg.text.width };
+            let width = if tower == "vision_model" {
+                cfg.vision.width
+            } else {
+                cfg.text.width
+            };
             match sub {
                 "attn.in_proj_weight" | "attn.in_proj_bias" => {
                     if t.shape.first() != Some(&(3 * width)) {
                         return Err(ClipError::ShapeMismatch {
                             path: source.clone(),
                             key: key.clone(),
-                            expected: if t.shape.len() == 2 { vec![3 * width, width] } else { vec![3 * width] },
+                            expected: if t.shape.len() == 2 {
+                                vec![3 * width, width]
+                            } else {
+                                vec![3 * width]
+                            },
                             found: t.shape.clone(),
                         });
                     }
-                    let what = if sub.ends_with("weight") { "weight" } else { "bias" };
+                    let what = if sub.ends_with("weight") {
+                        "weight"
+                    } else {
+                        "bias"
+                    };
                     for (i, n) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
-                        out.insert(format!("{base}.self_attn.{n}.{what}"), t.rows(i * width, width));
+                        out.insert(
+                            format!("{base}.self_attn.{n}.{what}"),
+                            t.rows(i * width, width),
+                        );
                     }
                     continue;
                 }

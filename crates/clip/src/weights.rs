@@ -62,6 +62,20 @@ impl TensorMap {
         Self::from_safetensors_bytes(&bytes, path)
     }
 
+    /// The `__metadata__` strings of a safetensors file (empty when it has none).
+    pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+        let bytes = std::fs::read(path).map_err(|e| ClipError::io(path, e))?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| ClipError::Safetensors {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        Ok(meta
+            .metadata()
+            .clone()
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default())
+    }
+
     pub fn from_safetensors_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes).map_err(|e| ClipError::Safetensors {
             path: path.into(),
@@ -137,10 +151,11 @@ impl TensorMap {
                     })
             })
             .collect::<Result<_>>()?;
-        let bytes = safetensors::serialize(views, metadata).map_err(|e| ClipError::Safetensors {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        let bytes =
+            safetensors::serialize(views, metadata).map_err(|e| ClipError::Safetensors {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
         write_atomic(path, &bytes)
     }
 }
@@ -149,9 +164,15 @@ impl TensorMap {
 /// reader (or a run killed mid-write) never sees a partial file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| ClipError::io(dir, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp).map_err(|e| ClipError::io(&tmp, e))?;
     f.write_all(bytes).map_err(|e| ClipError::io(&tmp, e))?;
@@ -211,7 +232,9 @@ struct Loader<'a> {
 
 impl ModuleMapper for Loader<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.stack.push((name.to_string(), container_type.to_string()));
+        self.path
+            .stack
+            .push((name.to_string(), container_type.to_string()));
     }
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
         self.path.stack.pop();
@@ -228,13 +251,21 @@ impl ModuleMapper for Loader<'_> {
                 self.error = Some(ClipError::MissingKey {
                     path: self.map.source.clone(),
                     key: key.clone(),
-                    expected: if transpose { vec![shape[1], shape[0]] } else { shape.clone() },
+                    expected: if transpose {
+                        vec![shape[1], shape[0]]
+                    } else {
+                        shape.clone()
+                    },
                 });
             }
             self.missing.push((key, shape));
             return param;
         };
-        let t = if transpose && t.shape.len() == 2 { t.t() } else { t.clone() };
+        let t = if transpose && t.shape.len() == 2 {
+            t.t()
+        } else {
+            t.clone()
+        };
         if t.shape != shape {
             let (expected, found) = if transpose && shape.len() == 2 && t.shape.len() == 2 {
                 (vec![shape[1], shape[0]], vec![t.shape[1], t.shape[0]])
@@ -297,7 +328,11 @@ pub fn load_module<M: Module>(
 }
 
 /// Errors if any key of `map` was neither used nor matched by `ignore`.
-pub fn check_unused(map: &TensorMap, used: &BTreeSet<String>, ignore: &dyn Fn(&str) -> bool) -> Result<()> {
+pub fn check_unused(
+    map: &TensorMap,
+    used: &BTreeSet<String>,
+    ignore: &dyn Fn(&str) -> bool,
+) -> Result<()> {
     let unused: Vec<String> = map
         .tensors
         .keys()
@@ -324,7 +359,9 @@ struct Collector<'a> {
 
 impl ModuleVisitor for Collector<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.stack.push((name.to_string(), container_type.to_string()));
+        self.path
+            .stack
+            .push((name.to_string(), container_type.to_string()));
     }
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
         self.path.stack.pop();

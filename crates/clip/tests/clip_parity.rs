@@ -15,11 +15,14 @@ fn fixtures() -> PathBuf {
 }
 
 fn expected() -> TensorMap {
-    TensorMap::read_safetensors(&fixtures().join("expected.safetensors")).expect("expected.safetensors")
+    TensorMap::read_safetensors(&fixtures().join("expected.safetensors"))
+        .expect("expected.safetensors")
 }
 
 fn get<'a>(m: &'a TensorMap, k: &str) -> &'a HostTensor {
-    m.tensors.get(k).unwrap_or_else(|| panic!("fixture has no {k}"))
+    m.tensors
+        .get(k)
+        .unwrap_or_else(|| panic!("fixture has no {k}"))
 }
 
 fn tensor<const D: usize>(t: &HostTensor, dev: &Device) -> Tensor<D> {
@@ -54,15 +57,35 @@ fn hf_layout_matches_transformers() {
     assert_eq!(cfg.vision.layers, 3);
     let pix = tensor::<4>(get(&exp, "hf.pixel_values"), &dev);
     let vo = clip.vision_model.forward(pix.clone(), &[1, 3], None);
-    assert_close(vo.taps[0].clone(), get(&exp, "hf.vision_hidden_1"), "hf vision hidden_states[1]");
-    assert_close(vo.taps[1].clone(), get(&exp, "hf.vision_hidden_3"), "hf vision hidden_states[3]");
+    assert_close(
+        vo.taps[0].clone(),
+        get(&exp, "hf.vision_hidden_1"),
+        "hf vision hidden_states[1]",
+    );
+    assert_close(
+        vo.taps[1].clone(),
+        get(&exp, "hf.vision_hidden_3"),
+        "hf vision hidden_states[3]",
+    );
     assert_close(vo.pooled, get(&exp, "hf.vision_pooled"), "hf vision pooled");
-    assert_close(clip.image_embeds(pix), get(&exp, "hf.image_embeds"), "hf image_embeds");
+    assert_close(
+        clip.image_embeds(pix),
+        get(&exp, "hf.image_embeds"),
+        "hf image_embeds",
+    );
 
     let to = clip.text_model.forward(ids(&exp, &dev), None);
-    assert_close(to.tokens, get(&exp, "hf.text_last_hidden"), "hf text last_hidden_state");
+    assert_close(
+        to.tokens,
+        get(&exp, "hf.text_last_hidden"),
+        "hf text last_hidden_state",
+    );
     assert_close(to.pooled, get(&exp, "hf.text_pooled"), "hf text pooled");
-    assert_close(clip.text_embeds(ids(&exp, &dev)), get(&exp, "hf.text_embeds"), "hf text_embeds");
+    assert_close(
+        clip.text_embeds(ids(&exp, &dev)),
+        get(&exp, "hf.text_embeds"),
+        "hf text_embeds",
+    );
 }
 
 #[test]
@@ -71,18 +94,31 @@ fn positional_embeddings_are_interpolated_like_hf() {
     let exp = expected();
     let (clip, _) = load_clip(&fixtures().join("hf"), None, &dev).expect("load HF");
     let pix = tensor::<4>(get(&exp, "hf.pixels_48"), &dev);
-    assert_close(clip.image_embeds(pix), get(&exp, "hf.image_embeds_48"), "hf image_embeds at 48px");
+    assert_close(
+        clip.image_embeds(pix),
+        get(&exp, "hf.image_embeds_48"),
+        "hf image_embeds at 48px",
+    );
 }
 
 #[test]
 fn open_clip_layout_matches_open_clip() {
     let dev = Device::flex();
     let exp = expected();
-    let (clip, cfg) = load_clip(&fixtures().join("openclip/tiny.safetensors"), None, &dev).expect("load OpenCLIP");
+    let (clip, cfg) = load_clip(&fixtures().join("openclip/tiny.safetensors"), None, &dev)
+        .expect("load OpenCLIP");
     assert_eq!(cfg.activation, tgcnet_clip::Activation::Gelu);
     let pix = tensor::<4>(get(&exp, "hf.pixel_values"), &dev);
-    assert_close(clip.image_embeds(pix), get(&exp, "openclip.image_embeds"), "openclip image_embeds");
-    assert_close(clip.text_embeds(ids(&exp, &dev)), get(&exp, "openclip.text_embeds"), "openclip text_embeds");
+    assert_close(
+        clip.image_embeds(pix),
+        get(&exp, "openclip.image_embeds"),
+        "openclip image_embeds",
+    );
+    assert_close(
+        clip.text_embeds(ids(&exp, &dev)),
+        get(&exp, "openclip.text_embeds"),
+        "openclip text_embeds",
+    );
 }
 
 #[test]
@@ -90,17 +126,32 @@ fn preprocessing_matches_hf_clip_image_processor() {
     let dev = Device::flex();
     let exp = expected();
     let names = ["gray32.png", "rgb32.png", "rgb60x45.png"];
-    let paths: Vec<PathBuf> = names.iter().map(|n| fixtures().join("images").join(n)).collect();
+    let paths: Vec<PathBuf> = names
+        .iter()
+        .map(|n| fixtures().join("images").join(n))
+        .collect();
     let want = get(&exp, "hf.pixel_values");
     let per = 3 * 32 * 32;
     // Same-size images need no resampling: exact.
-    let got = load_batch(&paths[..2], 32, &dev).expect("load").into_data().try_into_vec::<f32>().expect("f32");
-    let err = got.iter().zip(&want.data[..2 * per]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let got = load_batch(&paths[..2], 32, &dev)
+        .expect("load")
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("f32");
+    let err = got
+        .iter()
+        .zip(&want.data[..2 * per])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     assert!(err < 1e-5, "exact-size preprocessing differs by {err}");
     // Resized image: our resampler reproduces PIL's fixed-point bicubic, so this is exact too.
     let img = resize_center_crop(&read_rgb(&paths[2]).expect("read"), 32);
     let got = normalize(&img);
-    let err = got.iter().zip(&want.data[2 * per..]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let err = got
+        .iter()
+        .zip(&want.data[2 * per..])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     println!("resized preprocessing: max abs err {err:.3e}");
     assert!(err < 1e-5, "resized preprocessing differs by {err}");
 }

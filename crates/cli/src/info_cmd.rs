@@ -1,0 +1,48 @@
+//! `tgcnet info`: parameters (total and trainable) and FLOPs per image of a TGC-Net configuration, per module.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::tensor::Device;
+use tgcnet_model::{TgcNetConfig, model_info};
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["preset", "config"])))]
+pub struct InfoArgs {
+    /// Built-in configuration: paper, small or tiny.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// TGC-Net TOML config file (starts from its `preset` key, `paper` when absent).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also print the full resolved config as TOML.
+    #[arg(long)]
+    pub show_config: bool,
+}
+
+pub fn run(a: InfoArgs) -> anyhow::Result<i32> {
+    let cfg = match (&a.preset, &a.config) {
+        (_, Some(path)) => TgcNetConfig::from_toml_file(path)?,
+        (Some(name), None) => TgcNetConfig::preset(name)?,
+        (None, None) => anyhow::bail!("give --preset NAME or --config FILE"),
+    };
+    // Parameters are lazy: counting builds the modules without allocating their weights.
+    let info =
+        model_info(&cfg, &Device::flex()).context("building the model to count its parameters")?;
+    if a.json {
+        let mut value = serde_json::to_value(&info)?;
+        if a.show_config {
+            value["config"] = serde_json::to_value(&cfg)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("{info}");
+        if a.show_config {
+            println!("\n{}", cfg.to_toml()?);
+        }
+    }
+    Ok(0)
+}

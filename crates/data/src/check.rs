@@ -1,0 +1,910 @@
+//! `tgcnet data check`: finds what would break or bias training before it starts.
+//!
+//! Errors (exit code non-zero): no samples, missing files or folders, unreadable images/masks, an
+//! image and mask of different sizes, empty captions, one image listed twice with different captions
+//! or in two splits.
+//! Warnings: masks that are not cleanly binary (with their value histogram; the loader still
+//! thresholds them), empty masks, duplicate entries with the same caption, file names differing only in
+//! case, patients (e.g. `sub-s10566` in QaTa) in more than one split, captions whose laterality
+//! contradicts the sides they name, annotation metadata disagreeing with the caption.
+//! Summary: per split, sample counts, image sizes, mask foreground, and the caption vocabulary
+//! (distinct captions, words, top words, unilateral/bilateral, infected-area counts, zones).
+//!
+//! Images and masks are decoded in parallel (rayon); the text checks run even when the image folders
+//! are missing (e.g. the MosMedData+ spreadsheets alone).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::caption::{CaptionMeta, Laterality, ZONE_NAMES, normalize_caption, words};
+use crate::dataset::{Dataset, Format, Sample};
+use crate::error::{DataError, Result};
+use crate::imageio::{DecodeOptions, read_image, read_mask};
+
+/// How serious an issue is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+    Info,
+}
+
+/// One problem found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Issue {
+    pub severity: Severity,
+    /// A stable code: `missing_folder`, `missing_file`, `unreadable`, `size_mismatch`, `non_binary_mask`,
+    /// `empty_mask`, `empty_caption`, `duplicate_entry`, `conflicting_captions`, `image_in_two_splits`,
+    /// `case_only_difference`, `patient_overlap`, `laterality_contradiction`, `annotation_mismatch`,
+    /// `unreferenced_files`, `no_samples`.
+    pub kind: String,
+    pub split: Option<String>,
+    pub file: Option<PathBuf>,
+    /// Row or key in the annotation file, e.g. "Train_text.xlsx: row 12".
+    pub location: Option<String>,
+    pub message: String,
+}
+
+/// Options of [`check`].
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    /// Decode every image and mask (false: existence checks only).
+    pub decode: bool,
+    /// Decoding threads (0: all cores).
+    pub workers: usize,
+    pub decode_options: DecodeOptions,
+    /// Examples listed per issue kind in the text report.
+    pub examples: usize,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            decode: true,
+            workers: 0,
+            decode_options: DecodeOptions::default(),
+            examples: 5,
+        }
+    }
+}
+
+/// Caption statistics of a set of samples.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Vocabulary {
+    pub captions: usize,
+    pub distinct_captions: usize,
+    /// Distinct captions after [`normalize_caption`].
+    pub distinct_normalized: usize,
+    /// Captions that [`normalize_caption`] changes.
+    pub changed_by_normalization: usize,
+    pub empty_captions: usize,
+    pub total_words: usize,
+    pub distinct_words: usize,
+    pub mean_words: f64,
+    pub max_words: usize,
+    /// The most frequent words (lower case) with their counts.
+    pub top_words: Vec<(String, usize)>,
+    /// The most frequent captions with their counts.
+    pub top_captions: Vec<(String, usize)>,
+    pub unilateral: usize,
+    pub bilateral: usize,
+    pub no_infection: usize,
+    pub laterality_unknown: usize,
+    /// Stated number of infected areas → number of samples ("?" when not stated).
+    pub infected_areas: BTreeMap<String, usize>,
+    /// Zone name → number of samples naming it (patient sides).
+    pub zones: BTreeMap<String, usize>,
+}
+
+impl Vocabulary {
+    /// Statistics of `samples` (captions as published; laterality, counts and zones from the samples'
+    /// metadata).
+    pub fn of(samples: &[Sample]) -> Vocabulary {
+        let mut v = Vocabulary {
+            captions: samples.len(),
+            ..Default::default()
+        };
+        let mut caps: HashMap<&str, usize> = HashMap::new();
+        let mut norm: BTreeSet<String> = BTreeSet::new();
+        let mut wc: HashMap<String, usize> = HashMap::new();
+        for s in samples {
+            *caps.entry(s.caption.as_str()).or_insert(0) += 1;
+            let n = normalize_caption(&s.caption);
+            if n != s.caption {
+                v.changed_by_normalization += 1;
+            }
+            if n.is_empty() {
+                v.empty_captions += 1;
+            }
+            norm.insert(n);
+            let mut k = 0;
+            for w in words(&s.caption) {
+                k += 1;
+                *wc.entry(w).or_insert(0) += 1;
+            }
+            v.total_words += k;
+            v.max_words = v.max_words.max(k);
+            match s.meta.laterality {
+                Some(Laterality::Unilateral) => v.unilateral += 1,
+                Some(Laterality::Bilateral) => v.bilateral += 1,
+                Some(Laterality::None) => v.no_infection += 1,
+                None => v.laterality_unknown += 1,
+            }
+            let key = s
+                .meta
+                .areas
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "?".into());
+            *v.infected_areas.entry(key).or_insert(0) += 1;
+            if let Some(z) = s.meta.zones {
+                for (i, name) in ZONE_NAMES.iter().enumerate() {
+                    if z[i] {
+                        *v.zones.entry(name.to_string()).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        v.distinct_captions = caps.len();
+        v.distinct_normalized = norm.len();
+        v.distinct_words = wc.len();
+        v.mean_words = if samples.is_empty() {
+            0.0
+        } else {
+            v.total_words as f64 / samples.len() as f64
+        };
+        let mut words: Vec<(String, usize)> = wc.into_iter().collect();
+        words.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        words.truncate(15);
+        v.top_words = words;
+        let mut caps: Vec<(String, usize)> =
+            caps.into_iter().map(|(c, n)| (c.to_string(), n)).collect();
+        caps.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        caps.truncate(5);
+        v.top_captions = caps;
+        v
+    }
+}
+
+/// Per-split summary.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SplitSummary {
+    pub name: String,
+    pub samples: usize,
+    pub with_mask: usize,
+    pub images_found: usize,
+    pub masks_found: usize,
+    /// Images decoded without error.
+    pub images_decoded: usize,
+    /// "WxH" → count.
+    pub image_sizes: BTreeMap<String, usize>,
+    pub empty_masks: usize,
+    pub non_binary_masks: usize,
+    /// Median fraction of foreground pixels over the decoded masks.
+    pub foreground_median: Option<f64>,
+    pub vocabulary: Vocabulary,
+}
+
+/// The result of [`check`].
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    pub path: PathBuf,
+    pub format: Format,
+    pub splits: Vec<SplitSummary>,
+    /// Caption statistics over all splits.
+    pub vocabulary: Vocabulary,
+    /// Images whose names carry a patient id, and the patients shared between splits.
+    pub patients_with_id: usize,
+    pub patients: usize,
+    pub patients_in_several_splits: usize,
+    /// Histogram of mask values over the masks that are not cleanly binary.
+    pub non_binary_mask_values: BTreeMap<i64, usize>,
+    pub errors: usize,
+    pub warnings: usize,
+    pub issues: Vec<Issue>,
+    #[serde(skip)]
+    examples: usize,
+}
+
+impl CheckReport {
+    pub fn has_errors(&self) -> bool {
+        self.errors > 0
+    }
+}
+
+/// Opens the dataset at `path` and checks it.
+pub fn check(path: &Path, format: Option<Format>, opts: &CheckOptions) -> Result<CheckReport> {
+    let ds = Dataset::open(path, format)?;
+    check_dataset(&ds, opts)
+}
+
+struct Listing {
+    dirs: HashMap<PathBuf, Option<Vec<String>>>,
+}
+
+impl Listing {
+    fn entries(&mut self, dir: &Path) -> Option<&Vec<String>> {
+        self.dirs
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| {
+                std::fs::read_dir(dir).ok().map(|rd| {
+                    let mut v: Vec<String> = rd
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect();
+                    v.sort();
+                    v
+                })
+            })
+            .as_ref()
+    }
+
+    /// Some(true) exists, Some(false) missing in an existing folder, None folder missing.
+    fn exists(&mut self, p: &Path) -> Option<bool> {
+        let dir = p.parent().unwrap_or(Path::new("."));
+        let name = p.file_name()?.to_string_lossy().into_owned();
+        self.entries(dir).map(|e| e.binary_search(&name).is_ok())
+    }
+
+    fn case_variant(&mut self, p: &Path) -> Option<String> {
+        let dir = p.parent()?;
+        let name = p.file_name()?.to_string_lossy().to_lowercase();
+        self.entries(dir)?
+            .iter()
+            .find(|e| e.to_lowercase() == name)
+            .cloned()
+    }
+}
+
+struct Decoded {
+    image: Option<std::result::Result<(usize, usize), DataError>>,
+    mask: Option<std::result::Result<MaskInfo, DataError>>,
+}
+
+struct MaskInfo {
+    size: (usize, usize),
+    binary: bool,
+    histogram: BTreeMap<i64, usize>,
+    foreground: f64,
+}
+
+/// The patient id in a file name (`sub-s10566` style BIDS subject ids), if any.
+pub fn patient_id(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_string_lossy();
+    let start = name.find("sub-")?;
+    let rest = &name[start..];
+    let end = rest
+        .char_indices()
+        .skip(4)
+        .find(|(_, c)| !c.is_ascii_alphanumeric())
+        .map(|(i, _)| i)
+        .unwrap_or(rest.len());
+    (end > 4).then(|| rest[..end].to_string())
+}
+
+/// Report order: train, val, test, then the others by name.
+fn split_rank(name: &str) -> (usize, String) {
+    let r = match name {
+        "train" => 0,
+        "val" => 1,
+        "test" => 2,
+        _ => 3,
+    };
+    (r, name.to_string())
+}
+
+fn fmt_hist(h: &BTreeMap<i64, usize>, max: usize) -> String {
+    let mut v: Vec<(&i64, &usize)> = h.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1));
+    let mut parts: Vec<String> = v
+        .iter()
+        .take(max)
+        .map(|(k, c)| format!("{k}: {c}"))
+        .collect();
+    if v.len() > max {
+        parts.push(format!("… {} more values", v.len() - max));
+    }
+    parts.join(", ")
+}
+
+/// Checks an opened dataset.
+pub fn check_dataset(ds: &Dataset, opts: &CheckOptions) -> Result<CheckReport> {
+    let mut issues: Vec<Issue> = Vec::new();
+    let mut listing = Listing {
+        dirs: HashMap::new(),
+    };
+    let issue = |severity,
+                 kind: &str,
+                 split: &str,
+                 s: Option<&Sample>,
+                 file: Option<&Path>,
+                 message: String| Issue {
+        severity,
+        kind: kind.to_string(),
+        split: Some(split.to_string()),
+        file: file.map(Path::to_path_buf),
+        location: s.map(|s| s.source.to_string()),
+        message,
+    };
+    if ds.is_empty() {
+        issues.push(Issue {
+            severity: Severity::Error,
+            kind: "no_samples".into(),
+            split: None,
+            file: Some(ds.root.clone()),
+            location: None,
+            message: "the dataset has no samples".into(),
+        });
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.workers)
+        .build()
+        .map_err(|e| DataError::invalid("check", format!("cannot start threads: {e}")))?;
+
+    let mut summaries = Vec::new();
+    let mut all_samples: Vec<Sample> = Vec::new();
+    let mut non_binary_values: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut image_split: HashMap<PathBuf, String> = HashMap::new();
+    let mut referenced_dirs: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut referenced: BTreeSet<PathBuf> = BTreeSet::new();
+
+    let mut ordered: Vec<(&String, &Vec<Sample>)> = ds.splits.iter().collect();
+    ordered.sort_by_key(|(name, _)| split_rank(name));
+    for (split, samples) in ordered {
+        let mut sum = SplitSummary {
+            name: split.clone(),
+            samples: samples.len(),
+            with_mask: samples.iter().filter(|s| s.mask_path.is_some()).count(),
+            vocabulary: Vocabulary::of(samples),
+            ..Default::default()
+        };
+        // Existence, with missing folders reported once.
+        let mut missing_dirs: BTreeMap<PathBuf, usize> = BTreeMap::new();
+        let mut present: Vec<(bool, bool)> = Vec::with_capacity(samples.len());
+        for s in samples {
+            let mut check_file = |p: &Path, what: &str, issues: &mut Vec<Issue>| -> bool {
+                if let Some(d) = p.parent() {
+                    referenced_dirs.insert(d.to_path_buf());
+                }
+                referenced.insert(p.to_path_buf());
+                match listing.exists(p) {
+                    Some(true) => true,
+                    Some(false) => {
+                        let msg = match listing.case_variant(p) {
+                            Some(v) => format!(
+                                "{what} missing (a file differing only in case exists: {v})"
+                            ),
+                            None => format!("{what} missing"),
+                        };
+                        issues.push(issue(
+                            Severity::Error,
+                            "missing_file",
+                            split,
+                            Some(s),
+                            Some(p),
+                            msg,
+                        ));
+                        false
+                    }
+                    None => {
+                        *missing_dirs
+                            .entry(p.parent().unwrap_or(Path::new("")).to_path_buf())
+                            .or_insert(0) += 1;
+                        false
+                    }
+                }
+            };
+            let img = check_file(&s.image_path, "image", &mut issues);
+            let mask = match &s.mask_path {
+                Some(m) => check_file(m, "mask", &mut issues),
+                None => false,
+            };
+            present.push((img, mask));
+        }
+        for (dir, n) in &missing_dirs {
+            issues.push(Issue {
+                severity: Severity::Error,
+                kind: "missing_folder".into(),
+                split: Some(split.clone()),
+                file: Some(dir.clone()),
+                location: None,
+                message: format!(
+                    "folder does not exist ({n} files of split `{split}` are expected in it)"
+                ),
+            });
+        }
+        sum.images_found = present.iter().filter(|p| p.0).count();
+        sum.masks_found = present.iter().filter(|p| p.1).count();
+
+        // Decoding, in parallel.
+        let decoded: Vec<Decoded> = if opts.decode {
+            pool.install(|| {
+                samples
+                    .par_iter()
+                    .zip(present.par_iter())
+                    .map(|(s, &(img_ok, mask_ok))| Decoded {
+                        image: img_ok.then(|| {
+                            read_image(&s.image_path, s.slice, &opts.decode_options)
+                                .map(|p| (p.width, p.height))
+                        }),
+                        mask: match (&s.mask_path, mask_ok) {
+                            (Some(m), true) => Some(read_mask(m, s.slice).map(|r| {
+                                let bin = r.binarize(s.label);
+                                let fg = bin.iter().map(|&v| v as usize).sum::<usize>();
+                                MaskInfo {
+                                    size: (r.width, r.height),
+                                    binary: r.is_binary(s.label),
+                                    histogram: r.histogram(),
+                                    foreground: fg as f64 / bin.len().max(1) as f64,
+                                }
+                            })),
+                            _ => None,
+                        },
+                    })
+                    .collect()
+            })
+        } else {
+            Vec::new()
+        };
+        let mut fgs = Vec::new();
+        for (s, d) in samples.iter().zip(&decoded) {
+            let mut size = None;
+            match &d.image {
+                Some(Ok(sz)) => {
+                    sum.images_decoded += 1;
+                    size = Some(*sz);
+                    *sum.image_sizes
+                        .entry(format!("{}x{}", sz.0, sz.1))
+                        .or_insert(0) += 1;
+                }
+                Some(Err(e)) => issues.push(issue(
+                    Severity::Error,
+                    "unreadable",
+                    split,
+                    Some(s),
+                    Some(&s.image_path),
+                    e.to_string(),
+                )),
+                None => {}
+            }
+            let mpath = s.mask_path.as_deref();
+            match &d.mask {
+                Some(Ok(m)) => {
+                    fgs.push(m.foreground);
+                    if let Some(sz) = size
+                        && sz != m.size
+                    {
+                        issues.push(issue(
+                            Severity::Error,
+                            "size_mismatch",
+                            split,
+                            Some(s),
+                            mpath,
+                            format!(
+                                "mask is {}x{}, image is {}x{}",
+                                m.size.0, m.size.1, sz.0, sz.1
+                            ),
+                        ));
+                    }
+                    if !m.binary {
+                        sum.non_binary_masks += 1;
+                        for (k, c) in &m.histogram {
+                            *non_binary_values.entry(*k).or_insert(0) += c;
+                        }
+                        issues.push(issue(
+                            Severity::Warning,
+                            "non_binary_mask",
+                            split,
+                            Some(s),
+                            mpath,
+                            format!("mask values (value: pixels) {}", fmt_hist(&m.histogram, 6)),
+                        ));
+                    }
+                    if m.foreground == 0.0 {
+                        sum.empty_masks += 1;
+                        issues.push(issue(
+                            Severity::Warning,
+                            "empty_mask",
+                            split,
+                            Some(s),
+                            mpath,
+                            "mask has no foreground".into(),
+                        ));
+                    }
+                }
+                Some(Err(e)) => issues.push(issue(
+                    Severity::Error,
+                    "unreadable",
+                    split,
+                    Some(s),
+                    mpath,
+                    e.to_string(),
+                )),
+                None => {}
+            }
+        }
+        if !fgs.is_empty() {
+            fgs.sort_by(|a, b| a.total_cmp(b));
+            sum.foreground_median = Some(fgs[fgs.len() / 2]);
+        }
+
+        // Captions and entries.
+        let mut seen: HashMap<(PathBuf, Option<crate::imageio::SliceRef>), &Sample> =
+            HashMap::new();
+        for s in samples {
+            if s.caption.trim().is_empty() {
+                issues.push(issue(
+                    Severity::Error,
+                    "empty_caption",
+                    split,
+                    Some(s),
+                    Some(&s.image_path),
+                    "empty caption".into(),
+                ));
+            }
+            let key = (s.image_path.clone(), s.slice);
+            if let Some(prev) = seen.get(&key) {
+                if prev.caption != s.caption {
+                    issues.push(issue(
+                        Severity::Error,
+                        "conflicting_captions",
+                        split,
+                        Some(s),
+                        Some(&s.image_path),
+                        format!(
+                            "listed again with a different caption (first at {}): {:?} vs {:?}",
+                            prev.source.location, prev.caption, s.caption
+                        ),
+                    ));
+                } else {
+                    issues.push(issue(
+                        Severity::Warning,
+                        "duplicate_entry",
+                        split,
+                        Some(s),
+                        Some(&s.image_path),
+                        format!(
+                            "listed twice with the same caption (first at {})",
+                            prev.source.location
+                        ),
+                    ));
+                }
+            } else {
+                seen.insert(key, s);
+            }
+            if let Some(other) = image_split.get(&s.image_path)
+                && other != split
+            {
+                issues.push(issue(
+                    Severity::Error,
+                    "image_in_two_splits",
+                    split,
+                    Some(s),
+                    Some(&s.image_path),
+                    format!("the same image is also in split `{other}`"),
+                ));
+            }
+            image_split
+                .entry(s.image_path.clone())
+                .or_insert_with(|| split.clone());
+            let parsed = CaptionMeta::parse(&normalize_caption(&s.caption));
+            if let Some(m) = parsed.laterality_contradiction() {
+                issues.push(issue(
+                    Severity::Warning,
+                    "laterality_contradiction",
+                    split,
+                    Some(s),
+                    None,
+                    format!("{m}: {:?}", s.caption),
+                ));
+            }
+            let mut diffs = Vec::new();
+            if parsed.laterality.is_some() && s.meta.laterality != parsed.laterality {
+                diffs.push(format!(
+                    "laterality {:?} vs caption {:?}",
+                    s.meta.laterality, parsed.laterality
+                ));
+            }
+            if parsed.areas.is_some() && s.meta.areas != parsed.areas {
+                diffs.push(format!(
+                    "infected_area {:?} vs caption {:?}",
+                    s.meta.areas, parsed.areas
+                ));
+            }
+            if parsed.zones.is_some() && s.meta.zones != parsed.zones {
+                diffs.push("zones (pseudo_label) differ from the zones the caption names".into());
+            }
+            if !diffs.is_empty() {
+                issues.push(issue(
+                    Severity::Warning,
+                    "annotation_mismatch",
+                    split,
+                    Some(s),
+                    None,
+                    diffs.join("; "),
+                ));
+            }
+        }
+        all_samples.extend(samples.iter().cloned());
+        summaries.push(sum);
+    }
+
+    // Files that differ only in case, in every folder we referenced; unreferenced files.
+    for dir in &referenced_dirs {
+        let Some(entries) = listing.entries(dir).cloned() else {
+            continue;
+        };
+        let mut by_lower: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for e in &entries {
+            by_lower
+                .entry(e.to_lowercase())
+                .or_default()
+                .push(e.clone());
+        }
+        for names in by_lower.values().filter(|v| v.len() > 1) {
+            issues.push(Issue {
+                severity: Severity::Warning,
+                kind: "case_only_difference".into(),
+                split: None,
+                file: Some(dir.join(&names[0])),
+                location: None,
+                message: format!(
+                    "names differ only in case: {} (they collide on case-insensitive file systems)",
+                    names.join(", ")
+                ),
+            });
+        }
+        let unref: Vec<&String> = entries
+            .iter()
+            .filter(|e| !referenced.contains(&dir.join(e)))
+            .collect();
+        if !unref.is_empty() {
+            issues.push(Issue {
+                severity: Severity::Info,
+                kind: "unreferenced_files".into(),
+                split: None,
+                file: Some(dir.clone()),
+                location: None,
+                message: format!(
+                    "{} files in this folder are not in the annotations (e.g. {})",
+                    unref.len(),
+                    unref
+                        .iter()
+                        .take(3)
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
+
+    // Patients in several splits.
+    let mut patient_splits: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut with_id = 0;
+    for (split, samples) in &ds.splits {
+        for s in samples {
+            if let Some(p) = patient_id(&s.image_path) {
+                with_id += 1;
+                patient_splits.entry(p).or_default().insert(split.clone());
+            }
+        }
+    }
+    let shared: Vec<(&String, &BTreeSet<String>)> =
+        patient_splits.iter().filter(|(_, s)| s.len() > 1).collect();
+    for (p, splits) in &shared {
+        issues.push(Issue {
+            severity: Severity::Warning,
+            kind: "patient_overlap".into(),
+            split: None,
+            file: None,
+            location: None,
+            message: format!(
+                "patient {p} has images in splits {} (leaks between splits inflate validation scores)",
+                splits.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+
+    let errors = issues
+        .iter()
+        .filter(|i| i.severity == Severity::Error)
+        .count();
+    let warnings = issues
+        .iter()
+        .filter(|i| i.severity == Severity::Warning)
+        .count();
+    Ok(CheckReport {
+        path: ds.root.clone(),
+        format: ds.format,
+        splits: summaries,
+        vocabulary: Vocabulary::of(&all_samples),
+        patients_with_id: with_id,
+        patients: patient_splits.len(),
+        patients_in_several_splits: shared.len(),
+        non_binary_mask_values: non_binary_values,
+        errors,
+        warnings,
+        issues,
+        examples: opts.examples,
+    })
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+fn write_vocab(out: &mut String, v: &Vocabulary, indent: &str) {
+    let _ = writeln!(
+        out,
+        "{indent}captions: {} ({} distinct, {} after normalisation; {} changed by normalisation, {} empty)",
+        v.captions,
+        v.distinct_captions,
+        v.distinct_normalized,
+        v.changed_by_normalization,
+        v.empty_captions
+    );
+    let _ = writeln!(
+        out,
+        "{indent}words: {} in all, {} distinct, {:.1} per caption (max {})",
+        v.total_words, v.distinct_words, v.mean_words, v.max_words
+    );
+    let _ = writeln!(
+        out,
+        "{indent}laterality: unilateral {}, bilateral {}, no infection {}, unknown {}",
+        v.unilateral, v.bilateral, v.no_infection, v.laterality_unknown
+    );
+    let mut areas: Vec<(&String, &usize)> = v.infected_areas.iter().collect();
+    areas.sort_by_key(|(k, _)| k.parse::<u32>().unwrap_or(u32::MAX));
+    let _ = writeln!(
+        out,
+        "{indent}infected areas: {}",
+        areas
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "{indent}zones: {}",
+        ZONE_NAMES
+            .iter()
+            .map(|z| format!("{z} {}", v.zones.get(*z).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "{indent}top words: {}",
+        v.top_words
+            .iter()
+            .map(|(w, n)| format!("{w} ({n})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (c, n) in v.top_captions.iter().take(3) {
+        let _ = writeln!(out, "{indent}  {n:>5} × {c:?}");
+    }
+}
+
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "dataset {} (format {}): {} splits, {} samples",
+            self.path.display(),
+            self.format,
+            self.splits.len(),
+            self.splits.iter().map(|s| s.samples).sum::<usize>()
+        );
+        for s in &self.splits {
+            let _ = writeln!(
+                out,
+                "\nsplit {}: {} samples, {} with a mask; images found {}, masks found {}, decoded {}",
+                s.name, s.samples, s.with_mask, s.images_found, s.masks_found, s.images_decoded
+            );
+            if !s.image_sizes.is_empty() {
+                let mut sizes: Vec<(&String, &usize)> = s.image_sizes.iter().collect();
+                sizes.sort_by(|a, b| b.1.cmp(a.1));
+                let _ = writeln!(
+                    out,
+                    "  image sizes: {}",
+                    sizes
+                        .iter()
+                        .take(5)
+                        .map(|(k, n)| format!("{k} ({n})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            if let Some(m) = s.foreground_median {
+                let _ = writeln!(
+                    out,
+                    "  masks: median foreground {}, {} empty, {} not cleanly binary",
+                    pct(m),
+                    s.empty_masks,
+                    s.non_binary_masks
+                );
+            }
+            write_vocab(&mut out, &s.vocabulary, "  ");
+        }
+        if self.splits.len() > 1 {
+            let _ = writeln!(out, "\nall splits:");
+            write_vocab(&mut out, &self.vocabulary, "  ");
+        }
+        let _ = writeln!(
+            out,
+            "\npatients: {} images carry a patient id (sub-…), {} patients, {} in more than one split",
+            self.patients_with_id, self.patients, self.patients_in_several_splits
+        );
+        if !self.non_binary_mask_values.is_empty() {
+            let _ = writeln!(
+                out,
+                "values in non-binary masks (value: pixels): {}",
+                fmt_hist(&self.non_binary_mask_values, 10)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nissues: {} errors, {} warnings",
+            self.errors, self.warnings
+        );
+        let mut kinds: BTreeMap<(Severity, &str), Vec<&Issue>> = BTreeMap::new();
+        for i in &self.issues {
+            kinds
+                .entry((i.severity, i.kind.as_str()))
+                .or_default()
+                .push(i);
+        }
+        for ((sev, kind), list) in &kinds {
+            let _ = writeln!(out, "  {sev:?} {kind}: {}", list.len());
+            for i in list.iter().take(self.examples.max(1)) {
+                let mut line = String::from("    ");
+                if let Some(p) = &i.file {
+                    let _ = write!(line, "{}: ", p.display());
+                }
+                line.push_str(&i.message);
+                if let Some(l) = &i.location {
+                    let _ = write!(line, " [{l}]");
+                }
+                let _ = writeln!(out, "{line}");
+            }
+            if list.len() > self.examples.max(1) {
+                let _ = writeln!(out, "    … {} more", list.len() - self.examples.max(1));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\nresult: {}",
+            if self.errors > 0 {
+                "ERRORS (not usable for training as is)"
+            } else if self.warnings > 0 {
+                "OK with warnings"
+            } else {
+                "OK"
+            }
+        );
+        f.write_str(&out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patient_ids() {
+        assert_eq!(
+            patient_id(Path::new("a/sub-s10566_ses-e1_run-1.png")).as_deref(),
+            Some("sub-s10566")
+        );
+        assert_eq!(patient_id(Path::new("covid_1.png")), None);
+        assert_eq!(patient_id(Path::new("sub-_x.png")), None);
+    }
+}

@@ -1,0 +1,56 @@
+//! Errors of the TGC-Net model crate. Every variant names the file, key or setting it is about.
+
+use std::path::PathBuf;
+
+/// What can go wrong while configuring, building, loading or training a [`crate::TgcNet`].
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A config file that is not valid TOML or does not fit [`crate::TgcNetConfig`].
+    #[error("{path}: invalid TgcNet config: {message}")]
+    ConfigFile { path: PathBuf, message: String },
+    /// A config whose values do not describe a buildable model.
+    #[error("invalid TgcNet config: {0}")]
+    Config(String),
+    #[error("unknown preset `{0}` (known: paper, small, tiny)")]
+    UnknownPreset(String),
+    #[error(transparent)]
+    Clip(#[from] tgcnet_clip::ClipError),
+    #[error("knowledge base: {0}")]
+    Knowledge(String),
+    /// The CLIP checkpoint holds towers of another size than the config describes.
+    #[error(
+        "{path}: the CLIP checkpoint does not match the config's [clip.model]: {message}; set [clip.model] to the checkpoint's sizes"
+    )]
+    ClipMismatch { path: PathBuf, message: String },
+    /// Inputs whose shapes do not fit the model.
+    #[error("bad model input: {0}")]
+    Input(String),
+    /// The loss (or one of its terms) is NaN or infinite: training cannot continue.
+    #[error("non-finite loss: total {total}, dice {dice}, bce {bce}, aux {aux:?}")]
+    NonFiniteLoss {
+        total: f64,
+        dice: f64,
+        bce: f64,
+        aux: Vec<f64>,
+    },
+    /// A tensor could not be read back from the device.
+    #[error("reading a tensor from the device: {0}")]
+    Read(String),
+}
+
+pub type Result<T> = std::result::Result<T, ModelError>;
+
+impl ModelError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ModelError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

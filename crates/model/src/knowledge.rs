@@ -1,0 +1,1089 @@
+//! Radiological knowledge passages for DATE (the Domain-Augmented Text Encoder).
+//!
+//! A knowledge file is TOML with one `[[entry]]` per term:
+//!
+//! ```toml
+//! [[entry]]
+//! term = "upper left lung"                        # canonical term, always matched
+//! class = "zone"                                  # optional word class
+//! aliases = ["left upper zone", "left upper lung zone"]   # optional, other surface forms
+//! xray = "How it appears on a chest X-ray."
+//! ct = "How it appears on chest CT."
+//! ```
+//!
+//! Every entry becomes one [`Passage`] whose text is
+//! `"<Term>. X-ray: <xray> CT: <ct>"`; DATE encodes the passages once with the frozen CLIP
+//! text encoder and lets the report tokens attend to the passages matched in the report
+//! ([`KnowledgeBase::match_report`]).
+//!
+//! # Matching rule
+//!
+//! 1. **Words.** Text is lower-cased and cut into words of letters and digits. Hyphens,
+//!    slashes, apostrophes and underscores separate words without ending a phrase
+//!    (`ground-glass` = `ground glass`, `COVID-19` = `covid 19`). Commas and every other
+//!    punctuation mark end a phrase: no alias is matched across them.
+//! 2. **Coordinated lung zones are expanded** before matching, because the reports stack
+//!    zone words in front of one side: a run of two or more of `upper`/`middle`/`lower`
+//!    (optionally joined by `and`, `or` or commas) followed by `left`/`right` and a head word
+//!    `lung`/`zone`/`lobe` (plural allowed) becomes one phrase per zone word, so
+//!    `upper middle lower left lung` reads as `upper left lung`, `middle left lung`,
+//!    `lower left lung`. The mirrored order `left upper and lower lobes` (side first) is
+//!    expanded the same way (`left upper lobe`, `left lower lobe`).
+//! 3. **Longest match first.** Every occurrence of every alias (the term itself is always an
+//!    alias) is found as a whole-word sequence; occurrences are accepted from the longest
+//!    (in words) to the shortest, left to right among equals, and an occurrence is dropped
+//!    when it overlaps words already claimed by an accepted one. So in
+//!    `middle left lung and lower right lung` the zone terms claim `left` and `right`, and the
+//!    laterality terms `left`/`right` fire only where those words stand outside a longer
+//!    matched phrase (e.g. `left-sided effusion`).
+//! 4. The result is the sorted, deduplicated list of passage indices.
+//!
+//! Validation: a file must have at least one entry; every entry needs a non-empty `term`,
+//! `xray` and `ct`; unknown fields, wrong types, duplicate terms and an alias claimed by two
+//! different entries are errors naming the file and the entry.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+/// The shipped knowledge file (`knowledge/default.toml` at the repository root).
+pub const DEFAULT_KNOWLEDGE_TOML: &str = include_str!("../../../knowledge/default.toml");
+
+/// Origin string used in errors about the shipped file.
+pub const DEFAULT_ORIGIN: &str = "knowledge/default.toml (built in)";
+
+const ENTRY_FIELDS: [&str; 5] = ["term", "class", "aliases", "xray", "ct"];
+const ZONE_WORDS: [&str; 3] = ["upper", "middle", "lower"];
+const SIDE_WORDS: [&str; 2] = ["left", "right"];
+const COORDINATORS: [&str; 2] = ["and", "or"];
+
+/// One knowledge passage: the term and the text DATE encodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passage {
+    pub term: String,
+    /// `"<Term>. X-ray: <xray> CT: <ct>"`.
+    pub text: String,
+}
+
+/// One entry of a knowledge file, as written in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnowledgeEntry {
+    pub term: String,
+    /// Other surface forms matched in reports (the term itself is always matched).
+    pub aliases: Vec<String>,
+    /// Optional word class (`laterality`, `zone`, `count`, `finding`, ...).
+    pub class: Option<String>,
+    /// How the term appears on a chest X-ray (one or two sentences).
+    pub xray: String,
+    /// How the term appears on chest CT (one or two sentences).
+    pub ct: String,
+}
+
+impl KnowledgeEntry {
+    /// The passage text DATE encodes: `"<Term>. X-ray: <xray> CT: <ct>"`.
+    pub fn passage_text(&self) -> String {
+        format!(
+            "{}. X-ray: {} CT: {}",
+            capitalize(self.term.trim()),
+            sentence(&self.xray),
+            sentence(&self.ct)
+        )
+    }
+}
+
+/// Errors reading or validating a knowledge file. Every variant names the file (`origin`)
+/// and, where it is about one entry, the entry (`#index` and term).
+#[derive(Debug, thiserror::Error)]
+pub enum KnowledgeError {
+    #[error("{origin}: cannot read the knowledge file: {source}")]
+    Io {
+        origin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: not valid TOML: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{origin}: {message}")]
+    Layout { origin: String, message: String },
+    #[error("{origin}: the knowledge file has no [[entry]]")]
+    Empty { origin: String },
+    #[error("{origin}: {entry}: unknown field `{field}` (allowed: term, class, aliases, xray, ct)")]
+    UnknownField {
+        origin: String,
+        entry: String,
+        field: String,
+    },
+    #[error("{origin}: {entry}: missing field `{field}`")]
+    MissingField {
+        origin: String,
+        entry: String,
+        field: String,
+    },
+    #[error("{origin}: {entry}: field `{field}` must be {expected}")]
+    WrongType {
+        origin: String,
+        entry: String,
+        field: String,
+        expected: String,
+    },
+    #[error("{origin}: {entry}: field `{field}` is empty")]
+    EmptyText {
+        origin: String,
+        entry: String,
+        field: String,
+    },
+    #[error("{origin}: {entry}: alias {alias:?} {reason}")]
+    BadAlias {
+        origin: String,
+        entry: String,
+        alias: String,
+        reason: String,
+    },
+    #[error("{origin}: {entry}: duplicate term {term:?} (first defined in {first})")]
+    DuplicateTerm {
+        origin: String,
+        entry: String,
+        term: String,
+        first: String,
+    },
+    #[error("{origin}: {entry}: alias {alias:?} is already used by {other}")]
+    AmbiguousAlias {
+        origin: String,
+        entry: String,
+        alias: String,
+        other: String,
+    },
+}
+
+/// The knowledge passages plus the compiled matcher.
+#[derive(Debug, Clone)]
+pub struct KnowledgeBase {
+    /// One passage per entry, in file order.
+    pub passages: Vec<Passage>,
+    /// The entries as written (same order and length as `passages`).
+    pub entries: Vec<KnowledgeEntry>,
+    origin: String,
+    /// Normalised alias word sequence -> passage index.
+    matcher: HashMap<Vec<String>, usize>,
+    max_alias_words: usize,
+}
+
+impl KnowledgeBase {
+    /// The shipped knowledge file, embedded at compile time.
+    pub fn default_base() -> Result<Self, KnowledgeError> {
+        Self::from_toml_str(DEFAULT_KNOWLEDGE_TOML, DEFAULT_ORIGIN)
+    }
+
+    /// Read and validate a knowledge file.
+    pub fn from_toml_file(p: &Path) -> Result<Self, KnowledgeError> {
+        let origin = p.display().to_string();
+        let s = std::fs::read_to_string(p).map_err(|source| KnowledgeError::Io {
+            origin: origin.clone(),
+            source,
+        })?;
+        Self::from_toml_str(&s, &origin)
+    }
+
+    /// Parse and validate knowledge TOML; `origin` names the source in errors.
+    pub fn from_toml_str(s: &str, origin: &str) -> Result<Self, KnowledgeError> {
+        let table: toml::Table = s
+            .parse()
+            .map_err(|e: toml::de::Error| KnowledgeError::Parse {
+                origin: origin.to_string(),
+                message: e.to_string().trim().to_string(),
+            })?;
+        let layout = |message: String| KnowledgeError::Layout {
+            origin: origin.to_string(),
+            message,
+        };
+        if let Some(k) = table.keys().find(|k| k.as_str() != "entry") {
+            return Err(layout(format!(
+                "unknown top-level key `{k}` (a knowledge file holds only [[entry]] tables)"
+            )));
+        }
+        let raw = match table.get("entry") {
+            None => {
+                return Err(KnowledgeError::Empty {
+                    origin: origin.to_string(),
+                });
+            }
+            Some(toml::Value::Array(a)) => a,
+            Some(_) => {
+                return Err(layout(
+                    "`entry` must be an array of tables, written [[entry]]".to_string(),
+                ));
+            }
+        };
+        let mut entries = Vec::with_capacity(raw.len());
+        for (i, v) in raw.iter().enumerate() {
+            entries.push(entry_from_value(v, i, origin)?);
+        }
+        Self::from_entries(entries, origin)
+    }
+
+    /// Build and validate a knowledge base from entries (e.g. produced by an LLM).
+    pub fn from_entries(
+        entries: Vec<KnowledgeEntry>,
+        origin: &str,
+    ) -> Result<Self, KnowledgeError> {
+        if entries.is_empty() {
+            return Err(KnowledgeError::Empty {
+                origin: origin.to_string(),
+            });
+        }
+        let mut by_term: HashMap<String, usize> = HashMap::new();
+        let mut matcher: HashMap<Vec<String>, usize> = HashMap::new();
+        let mut max_alias_words = 0;
+        for (i, e) in entries.iter().enumerate() {
+            let label = entry_label(i, Some(&e.term));
+            for (field, text) in [("term", &e.term), ("xray", &e.xray), ("ct", &e.ct)] {
+                if text.trim().is_empty() {
+                    return Err(KnowledgeError::EmptyText {
+                        origin: origin.to_string(),
+                        entry: label,
+                        field: field.to_string(),
+                    });
+                }
+            }
+            if matches!(&e.class, Some(c) if c.trim().is_empty()) {
+                return Err(KnowledgeError::EmptyText {
+                    origin: origin.to_string(),
+                    entry: label,
+                    field: "class".to_string(),
+                });
+            }
+            let key = e.term.trim().to_lowercase();
+            if let Some(&first) = by_term.get(&key) {
+                return Err(KnowledgeError::DuplicateTerm {
+                    origin: origin.to_string(),
+                    entry: label,
+                    term: e.term.clone(),
+                    first: entry_label(first, Some(&entries[first].term)),
+                });
+            }
+            by_term.insert(key, i);
+            for alias in std::iter::once(&e.term).chain(e.aliases.iter()) {
+                let words = alias_words(alias).map_err(|reason| KnowledgeError::BadAlias {
+                    origin: origin.to_string(),
+                    entry: label.clone(),
+                    alias: alias.clone(),
+                    reason,
+                })?;
+                match matcher.get(&words) {
+                    Some(&j) if j == i => {}
+                    Some(&j) => {
+                        return Err(KnowledgeError::AmbiguousAlias {
+                            origin: origin.to_string(),
+                            entry: label,
+                            alias: alias.clone(),
+                            other: entry_label(j, Some(&entries[j].term)),
+                        });
+                    }
+                    None => {
+                        max_alias_words = max_alias_words.max(words.len());
+                        matcher.insert(words, i);
+                    }
+                }
+            }
+        }
+        let passages = entries
+            .iter()
+            .map(|e| Passage {
+                term: e.term.clone(),
+                text: e.passage_text(),
+            })
+            .collect();
+        Ok(Self {
+            passages,
+            entries,
+            origin: origin.to_string(),
+            matcher,
+            max_alias_words,
+        })
+    }
+
+    /// Where this knowledge base was read from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Number of passages.
+    pub fn len(&self) -> usize {
+        self.passages.len()
+    }
+
+    /// True when there are no passages (never the case for a validated base).
+    pub fn is_empty(&self) -> bool {
+        self.passages.is_empty()
+    }
+
+    /// Index of the passage whose term is `term` (case-insensitive).
+    pub fn index_of(&self, term: &str) -> Option<usize> {
+        let t = term.trim().to_lowercase();
+        self.passages
+            .iter()
+            .position(|p| p.term.trim().to_lowercase() == t)
+    }
+
+    /// Indices of the passages whose term or an alias occurs in `caption`; see the module
+    /// documentation for the rule. Sorted and deduplicated.
+    pub fn match_report(&self, caption: &str) -> Vec<usize> {
+        let toks = expand_coordination(tokenize(caption));
+        let n = toks.len();
+        let mut claimed = vec![false; n];
+        let mut found = BTreeSet::new();
+        for len in (1..=self.max_alias_words.min(n)).rev() {
+            for start in 0..=(n - len) {
+                let span = &toks[start..start + len];
+                if claimed[start..start + len].iter().any(|&c| c) {
+                    continue;
+                }
+                let words: Option<Vec<String>> = span
+                    .iter()
+                    .map(|t| match t {
+                        Tok::Word(w) => Some(w.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let Some(words) = words else { continue };
+                if let Some(&idx) = self.matcher.get(&words) {
+                    claimed[start..start + len]
+                        .iter_mut()
+                        .for_each(|c| *c = true);
+                    found.insert(idx);
+                }
+            }
+        }
+        found.into_iter().collect()
+    }
+
+    /// The terms matched in `caption` (convenience over [`Self::match_report`]).
+    pub fn matched_terms(&self, caption: &str) -> Vec<&str> {
+        self.match_report(caption)
+            .into_iter()
+            .map(|i| self.passages[i].term.as_str())
+            .collect()
+    }
+
+    /// The knowledge base as a knowledge file (entries only, no header comment); it parses
+    /// back to an equal knowledge base.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str("[[entry]]\n");
+            out.push_str(&format!("term = {}\n", toml_string(&e.term)));
+            if let Some(c) = &e.class {
+                out.push_str(&format!("class = {}\n", toml_string(c)));
+            }
+            if !e.aliases.is_empty() {
+                let list: Vec<String> = e.aliases.iter().map(|a| toml_string(a)).collect();
+                out.push_str(&format!("aliases = [{}]\n", list.join(", ")));
+            }
+            out.push_str(&format!("xray = {}\n", toml_string(&e.xray)));
+            out.push_str(&format!("ct = {}\n", toml_string(&e.ct)));
+        }
+        out
+    }
+}
+
+fn entry_label(i: usize, term: Option<&str>) -> String {
+    match term {
+        Some(t) if !t.trim().is_empty() => format!("entry #{} ({:?})", i + 1, t.trim()),
+        _ => format!("entry #{}", i + 1),
+    }
+}
+
+fn entry_from_value(
+    v: &toml::Value,
+    i: usize,
+    origin: &str,
+) -> Result<KnowledgeEntry, KnowledgeError> {
+    let toml::Value::Table(t) = v else {
+        return Err(KnowledgeError::Layout {
+            origin: origin.to_string(),
+            message: format!("{} is not a table", entry_label(i, None)),
+        });
+    };
+    let term_hint = t.get("term").and_then(|v| v.as_str());
+    let label = entry_label(i, term_hint);
+    if let Some(k) = t.keys().find(|k| !ENTRY_FIELDS.contains(&k.as_str())) {
+        return Err(KnowledgeError::UnknownField {
+            origin: origin.to_string(),
+            entry: label,
+            field: k.clone(),
+        });
+    }
+    let wrong = |field: &str, expected: &str| KnowledgeError::WrongType {
+        origin: origin.to_string(),
+        entry: label.clone(),
+        field: field.to_string(),
+        expected: expected.to_string(),
+    };
+    let string = |field: &str| -> Result<Option<String>, KnowledgeError> {
+        match t.get(field) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(wrong(field, "a string")),
+        }
+    };
+    let required = |field: &str| -> Result<String, KnowledgeError> {
+        string(field)?.ok_or_else(|| KnowledgeError::MissingField {
+            origin: origin.to_string(),
+            entry: label.clone(),
+            field: field.to_string(),
+        })
+    };
+    let aliases = match t.get("aliases") {
+        None => Vec::new(),
+        Some(toml::Value::Array(a)) => {
+            let mut out = Vec::with_capacity(a.len());
+            for x in a {
+                match x {
+                    toml::Value::String(s) => out.push(s.clone()),
+                    _ => return Err(wrong("aliases", "an array of strings")),
+                }
+            }
+            out
+        }
+        Some(_) => return Err(wrong("aliases", "an array of strings")),
+    };
+    Ok(KnowledgeEntry {
+        term: required("term")?,
+        aliases,
+        class: string("class")?,
+        xray: required("xray")?,
+        ct: required("ct")?,
+    })
+}
+
+/// A token of normalised text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Word(String),
+    /// A comma: ends a phrase, but may join coordinated zone words.
+    Comma,
+    /// Any other punctuation: ends a phrase.
+    Break,
+}
+
+fn tokenize(s: &str) -> Vec<Tok> {
+    let mut toks = Vec::new();
+    let mut word = String::new();
+    let flush = |word: &mut String, toks: &mut Vec<Tok>| {
+        if !word.is_empty() {
+            toks.push(Tok::Word(std::mem::take(word)));
+        }
+    };
+    for c in s.chars() {
+        if c.is_alphanumeric() {
+            word.extend(c.to_lowercase());
+        } else if c.is_whitespace() || matches!(c, '-' | '/' | '\'' | '_' | '\u{2019}') {
+            flush(&mut word, &mut toks);
+        } else {
+            flush(&mut word, &mut toks);
+            toks.push(if c == ',' { Tok::Comma } else { Tok::Break });
+        }
+    }
+    flush(&mut word, &mut toks);
+    toks
+}
+
+/// The words of an alias, or why it cannot be matched.
+fn alias_words(alias: &str) -> Result<Vec<String>, String> {
+    let toks = tokenize(alias);
+    let mut words = Vec::with_capacity(toks.len());
+    for t in toks {
+        match t {
+            Tok::Word(w) => words.push(w),
+            _ => {
+                return Err(
+                    "contains punctuation that ends a phrase (, . ; : ...) and could never match"
+                        .to_string(),
+                );
+            }
+        }
+    }
+    if words.is_empty() {
+        return Err("has no words".to_string());
+    }
+    Ok(words)
+}
+
+fn word_in(t: &Tok, set: &[&str]) -> bool {
+    matches!(t, Tok::Word(w) if set.contains(&w.as_str()))
+}
+
+fn head_word(t: &Tok) -> Option<&'static str> {
+    match t {
+        Tok::Word(w) => match w.as_str() {
+            "lung" | "lungs" => Some("lung"),
+            "zone" | "zones" => Some("zone"),
+            "lobe" | "lobes" => Some("lobe"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Reads a run of coordinated zone words starting at `i`; returns the zone words and the
+/// index just after the run. A run needs at least two zone words.
+fn zone_run(toks: &[Tok], i: usize) -> Option<(Vec<String>, usize)> {
+    let mut zones = Vec::new();
+    let mut j = i;
+    loop {
+        match toks.get(j) {
+            Some(Tok::Word(w)) if ZONE_WORDS.contains(&w.as_str()) => {
+                zones.push(w.clone());
+                j += 1;
+            }
+            _ => break,
+        }
+        // Optional coordinators (`and`, `or`, `,`) between zone words.
+        let mut k = j;
+        while let Some(t) = toks.get(k) {
+            if *t == Tok::Comma || word_in(t, &COORDINATORS) {
+                k += 1;
+            } else {
+                break;
+            }
+        }
+        if k > j && toks.get(k).is_some_and(|t| word_in(t, &ZONE_WORDS)) {
+            j = k;
+        }
+    }
+    (zones.len() >= 2).then_some((zones, j))
+}
+
+/// Expands `upper middle lower left lung` into `upper left lung | middle left lung | lower
+/// left lung` (and `left upper and lower lobes` into `left upper lobe | left lower lobe`).
+fn expand_coordination(toks: Vec<Tok>) -> Vec<Tok> {
+    let mut out = Vec::with_capacity(toks.len() + 8);
+    let mut i = 0;
+    while i < toks.len() {
+        // zone-first: ZONE (sep? ZONE)+ SIDE HEAD
+        if let Some((zones, j)) = zone_run(&toks, i)
+            && let (Some(Tok::Word(side)), Some(head)) =
+                (toks.get(j), toks.get(j + 1).and_then(head_word))
+            && SIDE_WORDS.contains(&side.as_str())
+        {
+            for (n, z) in zones.iter().enumerate() {
+                if n > 0 {
+                    out.push(Tok::Break);
+                }
+                out.extend([z.clone(), side.clone(), head.to_string()].map(Tok::Word));
+            }
+            i = j + 2;
+            continue;
+        }
+        // side-first: SIDE ZONE (sep? ZONE)+ HEAD
+        if let Some(Tok::Word(side)) = toks.get(i)
+            && SIDE_WORDS.contains(&side.as_str())
+            && let Some((zones, j)) = zone_run(&toks, i + 1)
+            && let Some(head) = toks.get(j).and_then(head_word)
+        {
+            for (n, z) in zones.iter().enumerate() {
+                if n > 0 {
+                    out.push(Tok::Break);
+                }
+                out.extend([side.clone(), z.clone(), head.to_string()].map(Tok::Word));
+            }
+            i = j + 1;
+            continue;
+        }
+        out.push(toks[i].clone());
+        i += 1;
+    }
+    out
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Trimmed, whitespace collapsed, ending with sentence punctuation.
+fn sentence(s: &str) -> String {
+    let mut t = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if !t.ends_with(['.', '!', '?']) {
+        t.push('.');
+    }
+    t
+}
+
+/// A TOML basic string literal.
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kb() -> KnowledgeBase {
+        KnowledgeBase::default_base().unwrap()
+    }
+
+    fn terms(kb: &KnowledgeBase, caption: &str) -> Vec<String> {
+        let mut t: Vec<String> = kb
+            .matched_terms(caption)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        t.sort();
+        t
+    }
+
+    fn sorted(v: &[&str]) -> Vec<String> {
+        let mut t: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+        t.sort();
+        t
+    }
+
+    const SMALL: &str = r#"
+[[entry]]
+term = "left"
+xray = "Left side."
+ct = "Left side on CT."
+
+[[entry]]
+term = "upper left lung"
+aliases = ["left upper zone"]
+class = "zone"
+xray = "Upper left."
+ct = "Upper left on CT."
+"#;
+
+    #[test]
+    fn default_file_parses() {
+        let kb = kb();
+        assert!(kb.len() >= 40, "only {} entries", kb.len());
+        assert_eq!(kb.passages.len(), kb.entries.len());
+        for p in &kb.passages {
+            assert!(
+                p.text.contains(" X-ray: ") && p.text.contains(" CT: "),
+                "{}",
+                p.text
+            );
+        }
+        let p = &kb.passages[kb.index_of("upper left lung").unwrap()];
+        assert!(p.text.starts_with("Upper left lung. X-ray: "), "{}", p.text);
+    }
+
+    #[test]
+    fn default_file_covers_every_word_class() {
+        let kb = kb();
+        let required = [
+            // laterality
+            "left",
+            "right",
+            "unilateral",
+            "bilateral",
+            // the six zones and whole-lung phrases
+            "upper left lung",
+            "middle left lung",
+            "lower left lung",
+            "upper right lung",
+            "middle right lung",
+            "lower right lung",
+            "all left lung",
+            "all right lung",
+            "left lung",
+            "right lung",
+            // counts
+            "one infected area",
+            "two infected areas",
+            "three infected areas",
+            "four infected areas",
+            "five infected areas",
+            "six infected areas",
+            "seven infected areas",
+            "eight infected areas",
+            "nine infected areas",
+            "no pulmonary infection",
+            // infection
+            "pulmonary infection",
+            "infected area",
+            // findings
+            "ground-glass opacity",
+            "consolidation",
+            "crazy paving",
+            "reticulation",
+            "pleural effusion",
+            "interstitial thickening",
+            "interlobular septal thickening",
+            "air bronchogram",
+            "peripheral distribution",
+            "subpleural",
+        ];
+        for t in required {
+            assert!(kb.index_of(t).is_some(), "default knowledge lacks {t:?}");
+        }
+        let classes: BTreeSet<&str> = kb
+            .entries
+            .iter()
+            .filter_map(|e| e.class.as_deref())
+            .collect();
+        for c in [
+            "laterality",
+            "zone",
+            "count",
+            "infection",
+            "finding",
+            "distribution",
+        ] {
+            assert!(classes.contains(c), "no entry of class {c}");
+        }
+        assert!(kb.entries.iter().all(|e| e.class.is_some()));
+    }
+
+    #[test]
+    fn qata_style_captions() {
+        let kb = kb();
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "Bilateral pulmonary infection, two infected areas, middle left lung and lower right lung.",
+                &[
+                    "bilateral",
+                    "pulmonary infection",
+                    "two infected areas",
+                    "middle left lung",
+                    "lower right lung",
+                ],
+            ),
+            (
+                "Unilateral pulmonary infection, one infected area, lower right lung.",
+                &[
+                    "unilateral",
+                    "pulmonary infection",
+                    "one infected area",
+                    "lower right lung",
+                ],
+            ),
+            (
+                "Bilateral pulmonary infection, six infected areas, upper middle lower left lung and upper middle lower right lung.",
+                &[
+                    "bilateral",
+                    "pulmonary infection",
+                    "six infected areas",
+                    "upper left lung",
+                    "middle left lung",
+                    "lower left lung",
+                    "upper right lung",
+                    "middle right lung",
+                    "lower right lung",
+                ],
+            ),
+            (
+                "Bilateral pulmonary infection, three infected areas, upper lower left lung and lower right lung.",
+                &[
+                    "bilateral",
+                    "pulmonary infection",
+                    "three infected areas",
+                    "upper left lung",
+                    "lower left lung",
+                    "lower right lung",
+                ],
+            ),
+            (
+                "Unilateral pulmonary infection, two infected areas, middle lower left lung.",
+                &[
+                    "unilateral",
+                    "pulmonary infection",
+                    "two infected areas",
+                    "middle left lung",
+                    "lower left lung",
+                ],
+            ),
+            (
+                "Bilateral pulmonary infection, five infected areas, upper middle left lung and upper middle lower right lung.",
+                &[
+                    "bilateral",
+                    "pulmonary infection",
+                    "five infected areas",
+                    "upper left lung",
+                    "middle left lung",
+                    "upper right lung",
+                    "middle right lung",
+                    "lower right lung",
+                ],
+            ),
+            (
+                "bilateral pulmonary infection, four infected areas, upper left lung and upper middle lower right lung.",
+                &[
+                    "bilateral",
+                    "pulmonary infection",
+                    "four infected areas",
+                    "upper left lung",
+                    "upper right lung",
+                    "middle right lung",
+                    "lower right lung",
+                ],
+            ),
+            // MosMedData+ forms: noisy plural, bare "left lung", "all ... lung", double period
+            (
+                "Unilateral pulmonary infection, one infected areas, left lung and middle right lung.",
+                &[
+                    "unilateral",
+                    "pulmonary infection",
+                    "one infected area",
+                    "left lung",
+                    "middle right lung",
+                ],
+            ),
+            (
+                "Bilateral pulmonary infection, nine infected areas, all left lung and all right lung..",
+                &[
+                    "bilateral",
+                    "pulmonary infection",
+                    "nine infected areas",
+                    "all left lung",
+                    "all right lung",
+                ],
+            ),
+            (
+                "Bilateral pulmonary infection, seven infected areas, all left lung and upper right lung.",
+                &[
+                    "bilateral",
+                    "pulmonary infection",
+                    "seven infected areas",
+                    "all left lung",
+                    "upper right lung",
+                ],
+            ),
+            (
+                "No pulmonary infection, zero infected areas.",
+                &["no pulmonary infection"],
+            ),
+            (
+                "Bilateral pulmonary infection, eight infected areas, middle left lung and middle right lung.",
+                &[
+                    "bilateral",
+                    "pulmonary infection",
+                    "eight infected areas",
+                    "middle left lung",
+                    "middle right lung",
+                ],
+            ),
+            // Free-text report forms
+            (
+                "Peripheral ground-glass opacities and consolidation in the left upper and lower lobes, with a small left-sided pleural effusion.",
+                &[
+                    "peripheral distribution",
+                    "ground-glass opacity",
+                    "consolidation",
+                    "left upper lobe",
+                    "left lower lobe",
+                    "left",
+                    "pleural effusion",
+                ],
+            ),
+            (
+                "CRAZY-PAVING pattern, subpleural reticulation; air bronchograms in the right lower lobe.",
+                &[
+                    "crazy paving",
+                    "subpleural",
+                    "reticulation",
+                    "air bronchogram",
+                    "right lower lobe",
+                ],
+            ),
+        ];
+        for (caption, want) in cases {
+            assert_eq!(terms(&kb, caption), sorted(want), "caption: {caption}");
+        }
+    }
+
+    #[test]
+    fn longest_match_claims_words() {
+        let kb = kb();
+        let left = kb.index_of("left").unwrap();
+        let zone = kb.index_of("upper left lung").unwrap();
+        assert_eq!(kb.match_report("upper left lung"), vec![zone]);
+        let mut both = vec![left, zone];
+        both.sort();
+        assert_eq!(kb.match_report("Upper left lung; left-sided effusion"), {
+            let mut v = both.clone();
+            v.push(kb.index_of("pleural effusion").unwrap());
+            v.sort();
+            v
+        });
+        // whole words only
+        assert!(kb.match_report("leftover rightmost").is_empty());
+        // punctuation ends a phrase
+        assert_eq!(terms(&kb, "upper. Left lung"), sorted(&["left lung"]));
+        // result is sorted and deduplicated
+        let m = kb.match_report("left lung, left lung, bilateral, bilateral");
+        let mut s = m.clone();
+        s.sort();
+        s.dedup();
+        assert_eq!(m, s);
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn coordination_variants() {
+        let kb = kb();
+        let want = sorted(&["upper left lung", "lower left lung"]);
+        for c in [
+            "upper lower left lung",
+            "upper and lower left lung",
+            "upper, lower left lung",
+            "Upper and lower left lungs",
+        ] {
+            assert_eq!(terms(&kb, c), want, "{c}");
+        }
+        assert_eq!(
+            terms(&kb, "left upper and lower zones"),
+            sorted(&["upper left lung", "lower left lung"])
+        );
+        // a single zone word is not coordination
+        assert_eq!(
+            terms(&kb, "upper right lung"),
+            sorted(&["upper right lung"])
+        );
+    }
+
+    #[test]
+    fn passage_text_joins_fields() {
+        let kb = KnowledgeBase::from_toml_str(SMALL, "small.toml").unwrap();
+        assert_eq!(kb.origin(), "small.toml");
+        assert_eq!(
+            kb.passages[1].text,
+            "Upper left lung. X-ray: Upper left. CT: Upper left on CT."
+        );
+        assert_eq!(kb.entries[1].class.as_deref(), Some("zone"));
+        assert_eq!(kb.match_report("LEFT UPPER ZONE"), vec![1]);
+    }
+
+    #[test]
+    fn to_toml_round_trips() {
+        let kb = kb();
+        let s = kb.to_toml();
+        let back = KnowledgeBase::from_toml_str(&s, "round trip").unwrap();
+        assert_eq!(back.entries, kb.entries);
+        assert_eq!(back.passages, kb.passages);
+        let tricky = KnowledgeEntry {
+            term: "tricky".to_string(),
+            aliases: vec![],
+            class: None,
+            xray: "quote \"and\" back\\slash, line\nbreak\ttab".to_string(),
+            ct: "unicode \u{e9} \u{1}".to_string(),
+        };
+        let one = KnowledgeBase::from_entries(vec![tricky.clone()], "x").unwrap();
+        let back = KnowledgeBase::from_toml_str(&one.to_toml(), "y").unwrap();
+        assert_eq!(back.entries, vec![tricky]);
+    }
+
+    fn err(s: &str) -> String {
+        KnowledgeBase::from_toml_str(s, "bad.toml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn validation_errors_name_file_and_entry() {
+        let e = err("[[entry]]\nterm = \"a\"\nxray = \"\"\nct = \"c\"\n");
+        assert!(
+            e.contains("bad.toml")
+                && e.contains("entry #1 (\"a\")")
+                && e.contains("`xray` is empty"),
+            "{e}"
+        );
+
+        let e = err("[[entry]]\nterm = \"a\"\nxray = \"x\"\nct = \"c\"\ncolour = \"red\"\n");
+        assert!(
+            e.contains("bad.toml")
+                && e.contains("entry #1 (\"a\")")
+                && e.contains("unknown field `colour`"),
+            "{e}"
+        );
+
+        let dup = "[[entry]]\nterm = \"a\"\nxray = \"x\"\nct = \"c\"\n\n[[entry]]\nterm = \"A\"\nxray = \"x\"\nct = \"c\"\n";
+        let e = err(dup);
+        assert!(
+            e.contains("bad.toml")
+                && e.contains("entry #2 (\"A\")")
+                && e.contains("duplicate term")
+                && e.contains("entry #1"),
+            "{e}"
+        );
+
+        let amb = "[[entry]]\nterm = \"a\"\naliases = [\"b c\"]\nxray = \"x\"\nct = \"c\"\n\n[[entry]]\nterm = \"b-c\"\nxray = \"x\"\nct = \"c\"\n";
+        let e = err(amb);
+        assert!(
+            e.contains("entry #2") && e.contains("already used by entry #1"),
+            "{e}"
+        );
+
+        let e = err("[[entry]]\nterm = \"a\"\nct = \"c\"\n");
+        assert!(
+            e.contains("entry #1 (\"a\")") && e.contains("missing field `xray`"),
+            "{e}"
+        );
+
+        let e = err("[[entry]]\nterm = \"a\"\naliases = \"b\"\nxray = \"x\"\nct = \"c\"\n");
+        assert!(e.contains("`aliases` must be an array of strings"), "{e}");
+
+        let e = err("[[entry]]\nterm = \"a\"\naliases = [\"b, c\"]\nxray = \"x\"\nct = \"c\"\n");
+        assert!(
+            e.contains("alias \"b, c\"") && e.contains("punctuation"),
+            "{e}"
+        );
+
+        let e = err("[[entry]]\nterm = \"  \"\nxray = \"x\"\nct = \"c\"\n");
+        assert!(
+            e.contains("entry #1") && e.contains("`term` is empty"),
+            "{e}"
+        );
+
+        let e = err("");
+        assert!(e.contains("bad.toml") && e.contains("no [[entry]]"), "{e}");
+
+        let e = err("version = 2\n");
+        assert!(
+            e.contains("bad.toml") && e.contains("unknown top-level key `version`"),
+            "{e}"
+        );
+
+        let e = err("[[entry]\n");
+        assert!(
+            e.contains("bad.toml") && e.contains("not valid TOML"),
+            "{e}"
+        );
+
+        let e = KnowledgeBase::from_toml_file(Path::new("/nonexistent/k.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/k.toml"), "{e}");
+    }
+
+    #[test]
+    fn default_aliases_are_distinct_and_matchable() {
+        let kb = kb();
+        // every term and alias matches its own entry when it stands alone
+        for (i, e) in kb.entries.iter().enumerate() {
+            for a in std::iter::once(&e.term).chain(&e.aliases) {
+                assert_eq!(kb.match_report(a), vec![i], "alias {a:?} of {:?}", e.term);
+            }
+        }
+    }
+}

@@ -1,0 +1,714 @@
+//! TGC-Net (Lin, Zhao, Xiong, Zhang, Du, Zhu, "TGC-Net", arXiv 2512.21135, 2025): CLIP's towers with SSE
+//! on the image side, DATE on the text side, VLCM between them at 1/16 and 1/8, and a U-Net decoder. The
+//! data flow is DESIGN.md's diagram; the module-level choices are reconstructions (R), see each module.
+//!
+//! Parameters are named by their module path (`sse.fuse8.gate.weight`, `vision.encoder.layers.0…`), which
+//! is also their key in our checkpoints. The CLIP towers come from the CLIP checkpoint named in the config
+//! and are frozen by default; everything else (adapters, CNN, fusion, DATE, VLCM, decoder) is trainable
+//! and is what [`TgcNet::trainable_params`] saves.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use tgcnet_clip::weights::{
+    HostTensor, KeyStyle, TensorMap, check_unused, collect_params, load_module,
+};
+use tgcnet_clip::{ClipConfig, ClipTextTransformer, ClipVisionTransformer, Tokenizer};
+
+use crate::config::TgcNetConfig;
+use crate::date::{Date, encode_passages};
+use crate::decoder::Decoder;
+use crate::error::{ModelError, Result};
+use crate::knowledge::KnowledgeBase;
+use crate::sse::Sse;
+use crate::vlcm::{ConcatFusion, Vlcm};
+
+/// The text side of a batch.
+#[derive(Debug, Clone)]
+pub struct TextBatch {
+    /// CLIP BPE ids, start and end tokens included, 0-padded: [B, L] (L ≤ the context length, 77).
+    pub ids: Tensor<2, Int>,
+    /// Indices of the knowledge passages matched in each report (empty: no knowledge for that report).
+    pub knowledge: Vec<Vec<usize>>,
+}
+
+impl TextBatch {
+    /// Tokenises captions (0-padded to `context_length`) and, given a knowledge base, matches their terms.
+    pub fn from_captions(
+        captions: &[&str],
+        tokenizer: &Tokenizer,
+        knowledge: Option<&KnowledgeBase>,
+        context_length: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let flat = tokenizer.tokenize_padded_flat(captions, context_length)?;
+        let ids: Vec<i64> = flat.into_iter().map(i64::from).collect();
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(ids, [captions.len(), context_length]),
+            device,
+        );
+        let knowledge = captions
+            .iter()
+            .map(|c| knowledge.map(|k| k.match_report(c)).unwrap_or_default())
+            .collect();
+        Ok(Self { ids, knowledge })
+    }
+}
+
+/// Turns captions into [`TextBatch`]es for a given config: the CLIP tokenizer and the config's knowledge
+/// base (none when text or knowledge is off).
+#[derive(Debug)]
+pub struct CaptionEncoder {
+    pub tokenizer: Tokenizer,
+    pub knowledge: Option<KnowledgeBase>,
+    pub context_length: usize,
+}
+
+impl CaptionEncoder {
+    pub fn new(cfg: &TgcNetConfig) -> Result<Self> {
+        let knowledge = if cfg.text && cfg.date.knowledge {
+            Some(load_knowledge(cfg)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            tokenizer: Tokenizer::new()?,
+            knowledge,
+            context_length: cfg.clip.model.text.context_length,
+        })
+    }
+
+    pub fn encode(&self, captions: &[&str], device: &Device) -> Result<TextBatch> {
+        TextBatch::from_captions(
+            captions,
+            &self.tokenizer,
+            self.knowledge.as_ref(),
+            self.context_length,
+            device,
+        )
+    }
+}
+
+/// The config's knowledge base: `date.knowledge_file`, or the built-in one.
+pub fn load_knowledge(cfg: &TgcNetConfig) -> Result<KnowledgeBase> {
+    let kb = match &cfg.date.knowledge_file {
+        Some(p) => KnowledgeBase::from_toml_file(p),
+        None => KnowledgeBase::default_base(),
+    };
+    kb.map_err(|e| ModelError::Knowledge(e.to_string()))
+}
+
+/// What the model returns.
+#[derive(Debug, Clone)]
+pub struct TgcNetOutput {
+    /// Mask logits: [B, 1, S, S].
+    pub logits: Tensor<4>,
+    /// VLCM similarity maps (logits), one per VLCM scale in config order: [B, 1, S/k, S/k]. Empty when
+    /// text or VLCM is off.
+    pub sim_maps: Vec<Tensor<4>>,
+}
+
+#[derive(Module, Debug)]
+pub struct TgcNet {
+    pub vision: ClipVisionTransformer,
+    /// Absent when text guidance is off.
+    pub text: Option<ClipTextTransformer>,
+    pub sse: Sse,
+    pub date: Option<Date>,
+    /// One per VLCM scale (config order), when text and VLCM are on.
+    pub vlcm: Vec<Vlcm>,
+    /// One per VLCM scale, when text is on and VLCM off.
+    pub concat: Vec<ConcatFusion>,
+    pub decoder: Decoder,
+    /// Pooled passage features of the frozen text tower, [K, Dt]: a constant, not a parameter.
+    knowledge_cache: Option<Tensor<2>>,
+    /// Passage ids [K, L], kept to re-encode the passages (trainable tower, or new tower weights).
+    passage_ids: Option<Tensor<2, Int>>,
+    #[module(skip)]
+    cfg: TgcNetConfig,
+}
+
+impl TgcNet {
+    /// The full model: CLIP towers from `cfg.clip.weights` (random without), frozen as configured, and the
+    /// knowledge passages encoded. Building it tokenises the knowledge base; see [`TgcNet::new_with`] to
+    /// share a [`CaptionEncoder`].
+    pub fn new(cfg: &TgcNetConfig, device: &Device) -> Result<Self> {
+        let encoder = CaptionEncoder::new(cfg)?;
+        Self::new_with(cfg, &encoder, device)
+    }
+
+    /// [`TgcNet::new`] with the tokenizer and knowledge base of `encoder` (which must come from `cfg`).
+    pub fn new_with(cfg: &TgcNetConfig, encoder: &CaptionEncoder, device: &Device) -> Result<Self> {
+        let mut model = Self::init(cfg, device)?;
+        if let Some(path) = &cfg.clip.weights {
+            let (clip, file_cfg) = tgcnet_clip::load_clip(path, None, device)?;
+            check_clip_match(path, &cfg.clip.model, &file_cfg)?;
+            model.vision = clip.vision_model;
+            if model.text.is_some() {
+                model.text = Some(clip.text_model);
+            }
+        }
+        if cfg.clip.freeze_vision {
+            model.vision = model.vision.no_grad();
+        }
+        if cfg.clip.freeze_text {
+            model.text = model.text.map(|t| t.no_grad());
+        }
+        if let (Some(kb), true) = (
+            &encoder.knowledge,
+            model.date.as_ref().is_some_and(|d| d.knowledge.is_some()),
+        ) {
+            let ctx = cfg.clip.model.text.context_length;
+            let texts: Vec<&str> = kb.passages.iter().map(|p| p.text.as_str()).collect();
+            if !texts.is_empty() {
+                let flat = encoder.tokenizer.tokenize_padded_flat(&texts, ctx)?;
+                let ids: Vec<i64> = flat.into_iter().map(i64::from).collect();
+                model.passage_ids = Some(Tensor::from_data(
+                    TensorData::new(ids, [texts.len(), ctx]),
+                    device,
+                ));
+            }
+            model.refresh_knowledge_cache();
+        }
+        Ok(model)
+    }
+
+    /// The modules with random weights and no knowledge (parameters are lazy: nothing is allocated until
+    /// used, so this is cheap for counting parameters).
+    pub fn init(cfg: &TgcNetConfig, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        let clip = &cfg.clip.model;
+        let (v, t) = (&clip.vision, &clip.text);
+        let vision = ClipVisionTransformer::new(clip, device);
+        let sse = Sse::new(&cfg.sse, v.width, v.layers, device);
+        let pyramid = cfg.sse.pyramid_channels();
+        let level_channels = |scale: usize| match scale {
+            4 => pyramid[0],
+            8 => pyramid[1],
+            _ => pyramid[2],
+        };
+        let (text, date, vlcm, concat) = if cfg.text {
+            let text = ClipTextTransformer::new(clip, device);
+            let date = Date::new(&cfg.date, t.width, t.layers, device);
+            let (vlcm, concat) = if cfg.vlcm.enabled {
+                let v = cfg
+                    .vlcm
+                    .scales
+                    .iter()
+                    .map(|&s| Vlcm::new(&cfg.vlcm, level_channels(s), t.width, device))
+                    .collect();
+                (v, Vec::new())
+            } else {
+                let c = cfg
+                    .vlcm
+                    .scales
+                    .iter()
+                    .map(|&s| ConcatFusion::new(level_channels(s), t.width, device))
+                    .collect();
+                (Vec::new(), c)
+            };
+            (Some(text), Some(date), vlcm, concat)
+        } else {
+            (None, None, Vec::new(), Vec::new())
+        };
+        let skip2 = if cfg.sse.cnn {
+            cfg.sse.cnn_channels.first().copied().unwrap_or(0)
+        } else {
+            0
+        };
+        Ok(Self {
+            vision,
+            text,
+            sse,
+            date,
+            vlcm,
+            concat,
+            decoder: Decoder::new(&cfg.decoder, pyramid, skip2, device),
+            knowledge_cache: None,
+            passage_ids: None,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &TgcNetConfig {
+        &self.cfg
+    }
+
+    /// Number of knowledge passages the model can attend to (0 without knowledge).
+    pub fn num_passages(&self) -> usize {
+        self.passage_ids.as_ref().map_or(0, |p| p.dims()[0])
+    }
+
+    /// Re-encodes the passages with the current frozen text tower (after its weights changed).
+    fn refresh_knowledge_cache(&mut self) {
+        self.knowledge_cache = match (&self.text, &self.passage_ids) {
+            (Some(text), Some(ids)) if self.cfg.clip.freeze_text => {
+                Some(encode_passages(text, ids.clone()).detach())
+            }
+            _ => None,
+        };
+    }
+
+    /// images: [B, 3, S, S], CLIP-normalised (S a multiple of 16 and of the patch size); text: the reports.
+    /// With text off, `text` is not read.
+    pub fn forward(&self, images: Tensor<4>, text: &TextBatch) -> TgcNetOutput {
+        let [_, _, h, w] = images.dims();
+        let mut pyramid = self.sse.forward(&self.vision, images);
+        let mut sim_maps = Vec::new();
+        if let (Some(tower), Some(date)) = (&self.text, &self.date) {
+            let (passages, matched) = self.batch_passages(&text.knowledge);
+            let features = date.forward(tower, text.ids.clone(), passages, &matched);
+            for (v, &scale) in self.vlcm.iter().zip(&self.cfg.vlcm.scales) {
+                if let Some(level) = pyramid.level(scale) {
+                    let (y, s) = v.forward(level.clone(), &features);
+                    pyramid.set_level(scale, y);
+                    sim_maps.push(s);
+                }
+            }
+            for (c, &scale) in self.concat.iter().zip(&self.cfg.vlcm.scales) {
+                if let Some(level) = pyramid.level(scale) {
+                    let y = c.forward(level.clone(), features.sentence.clone());
+                    pyramid.set_level(scale, y);
+                }
+            }
+        }
+        TgcNetOutput {
+            logits: self.decoder.forward(&pyramid, [h, w]),
+            sim_maps,
+        }
+    }
+
+    /// The passages this batch needs ([M, Dt], the union of its matched sets) and each report's rows in it.
+    fn batch_passages(&self, knowledge: &[Vec<usize>]) -> (Option<Tensor<2>>, Vec<Vec<usize>>) {
+        let k = self.num_passages();
+        let mut union: Vec<usize> = knowledge
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&i| i < k)
+            .collect();
+        union.sort_unstable();
+        union.dedup();
+        if union.is_empty() || self.date.as_ref().is_none_or(|d| d.knowledge.is_none()) {
+            return (None, Vec::new());
+        }
+        let row: HashMap<usize, usize> = union.iter().enumerate().map(|(r, &i)| (i, r)).collect();
+        let matched = knowledge
+            .iter()
+            .map(|m| m.iter().filter_map(|i| row.get(i).copied()).collect())
+            .collect();
+        let (device, all) = match (&self.knowledge_cache, &self.passage_ids, &self.text) {
+            (Some(cache), _, _) => (cache.device(), None),
+            (None, Some(ids), Some(_)) => (ids.device(), Some(ids)),
+            _ => return (None, Vec::new()),
+        };
+        let index: Vec<i64> = union.iter().map(|&i| i as i64).collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [union.len()]), &device);
+        let passages = match (&self.knowledge_cache, all, &self.text) {
+            (Some(cache), _, _) => cache.clone().select(0, index),
+            (None, Some(ids), Some(text)) => encode_passages(text, ids.clone().select(0, index)),
+            _ => return (None, Vec::new()),
+        };
+        (Some(passages), matched)
+    }
+
+    /// Checks that a batch fits the model (the forward pass itself panics on mismatched shapes).
+    pub fn check_inputs(&self, images: &Tensor<4>, text: &TextBatch) -> Result<()> {
+        let [b, c, h, w] = images.dims();
+        let p = self.cfg.clip.model.vision.patch_size;
+        if c != 3 || h == 0 || h % 16 != 0 || w % 16 != 0 || h % p != 0 || w % p != 0 {
+            return Err(ModelError::Input(format!(
+                "images must be [B, 3, S, S] with sides multiples of 16 and of the patch size {p}, got {:?}",
+                [b, c, h, w]
+            )));
+        }
+        if self.text.is_some() {
+            let [bt, l] = text.ids.dims();
+            let ctx = self.cfg.clip.model.text.context_length;
+            if bt != b || l == 0 || l > ctx {
+                return Err(ModelError::Input(format!(
+                    "text ids must be [{b}, L ≤ {ctx}], got [{bt}, {l}]"
+                )));
+            }
+            if text.knowledge.len() != b && !text.knowledge.is_empty() {
+                return Err(ModelError::Input(format!(
+                    "{} knowledge lists for a batch of {b}",
+                    text.knowledge.len()
+                )));
+            }
+            let k = self.num_passages();
+            if let Some(i) = text.knowledge.iter().flatten().find(|&&i| i >= k) {
+                return Err(ModelError::Input(format!(
+                    "knowledge passage {i} does not exist (the model has {k})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The trainable parameters by key (what our checkpoints hold).
+    pub fn trainable_params(&self) -> BTreeMap<String, HostTensor> {
+        let cfg = &self.cfg;
+        collect_params(self, "", KeyStyle::Burn, &|key, _, _| {
+            cfg.is_trainable_key(key)
+        })
+    }
+
+    /// Every parameter by key, frozen towers included.
+    pub fn all_params(&self) -> BTreeMap<String, HostTensor> {
+        collect_params(self, "", KeyStyle::Burn, &|_, _, _| true)
+    }
+
+    /// Loads a checkpoint of [`TgcNet::trainable_params`]: every trainable parameter must be in it, every
+    /// key of it must be a parameter of this model, shapes must match. Keys of frozen towers are loaded when
+    /// present (and the knowledge cache re-encoded).
+    pub fn load_params(self, map: &TensorMap) -> Result<Self> {
+        let cfg = self.cfg.clone();
+        let (mut model, report) =
+            load_module(self, map, "", KeyStyle::Burn, &|k| !cfg.is_trainable_key(k))?;
+        check_unused(map, &report.used, &|_| false)?;
+        if report.used.iter().any(|k| k.starts_with("text.")) {
+            model.refresh_knowledge_cache();
+        }
+        Ok(model)
+    }
+
+    /// [`TgcNet::load_params`] from an in-memory map.
+    pub fn load_params_map(self, params: BTreeMap<String, HostTensor>) -> Result<Self> {
+        self.load_params(&TensorMap {
+            source: "<in-memory parameters>".into(),
+            tensors: params,
+        })
+    }
+
+    /// Writes the trainable parameters as f32 safetensors, with the config as TOML in the metadata
+    /// (`tgcnet_config`).
+    pub fn save_params(&self, path: &Path) -> Result<()> {
+        let meta = HashMap::from([
+            ("format".to_string(), "tgcnet-params".to_string()),
+            ("tgcnet_config".to_string(), self.cfg.to_toml()?),
+        ]);
+        TensorMap::write_safetensors(&self.trainable_params(), Some(meta), path, false)?;
+        Ok(())
+    }
+
+    /// Reads a file written by [`TgcNet::save_params`] into this model.
+    pub fn load_params_file(self, path: &Path) -> Result<Self> {
+        let map = TensorMap::read_safetensors(path)?;
+        self.load_params(&map)
+    }
+}
+
+fn check_clip_match(path: &Path, want: &ClipConfig, got: &ClipConfig) -> Result<()> {
+    let mismatch = |message: String| {
+        Err(ModelError::ClipMismatch {
+            path: path.into(),
+            message,
+        })
+    };
+    if want.vision != got.vision {
+        return mismatch(format!(
+            "vision {:?} vs config {:?}",
+            got.vision, want.vision
+        ));
+    }
+    if want.text != got.text {
+        return mismatch(format!("text {:?} vs config {:?}", got.text, want.text));
+    }
+    if want.activation != got.activation {
+        return mismatch(format!(
+            "activation {:?} vs config {:?}",
+            got.activation, want.activation
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loss::TgcLoss;
+    use crate::testutil::{perturb_params, rand, values};
+
+    fn captions() -> [&'static str; 2] {
+        [
+            "Bilateral pulmonary infection, two infected areas, middle left lung and lower right lung.",
+            "no finding words here",
+        ]
+    }
+
+    fn setup(cfg: &TgcNetConfig, dev: &Device) -> (TgcNet, TextBatch) {
+        let enc = CaptionEncoder::new(cfg).expect("encoder");
+        let model = TgcNet::new_with(cfg, &enc, dev).expect("model");
+        let text = enc.encode(&captions(), dev).expect("text");
+        (model, text)
+    }
+
+    #[test]
+    fn text_batch_from_captions() {
+        let dev = Device::flex();
+        let cfg = TgcNetConfig::tiny();
+        let enc = CaptionEncoder::new(&cfg).expect("encoder");
+        let t = enc.encode(&captions(), &dev).expect("text");
+        assert_eq!(t.ids.dims(), [2, 77]);
+        let ids = t
+            .ids
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .expect("ids");
+        assert_eq!(ids[0], 49406);
+        assert_eq!(ids[77], 49406);
+        assert!(
+            !t.knowledge[0].is_empty(),
+            "terms matched in a QaTa caption"
+        );
+        assert!(t.knowledge[1].is_empty());
+    }
+
+    #[test]
+    fn forward_shapes_for_every_switch() {
+        let dev = Device::flex();
+        let images = rand([2, 3, 32, 32], &dev);
+        let mut variants = Vec::new();
+        variants.push(("full", TgcNetConfig::tiny(), 2));
+        let mut c = TgcNetConfig::tiny();
+        c.text = false;
+        variants.push(("text off", c, 0));
+        let mut c = TgcNetConfig::tiny();
+        c.vlcm.enabled = false;
+        variants.push(("vlcm off", c, 0));
+        let mut c = TgcNetConfig::tiny();
+        c.sse.cnn = false;
+        c.sse.adapters = false;
+        c.date.adapters = false;
+        c.date.knowledge = false;
+        c.vlcm.scales = vec![4, 8, 16];
+        variants.push(("no cnn/adapters/knowledge, vlcm at 1/4", c, 3));
+        let mut c = TgcNetConfig::tiny();
+        c.clip.freeze_text = false;
+        variants.push(("trainable text tower", c, 2));
+        for (name, cfg, n_sims) in variants {
+            let (model, text) = setup(&cfg, &dev);
+            model.check_inputs(&images, &text).expect(name);
+            let out = model.forward(images.clone(), &text);
+            assert_eq!(out.logits.dims(), [2, 1, 32, 32], "{name}");
+            assert_eq!(out.sim_maps.len(), n_sims, "{name}");
+            for (s, &k) in out.sim_maps.iter().zip(&cfg.vlcm.scales) {
+                assert_eq!(s.dims(), [2, 1, 32 / k, 32 / k], "{name}");
+            }
+            assert!(values(out.logits.abs().sum())[0].is_finite(), "{name}");
+        }
+    }
+
+    #[test]
+    fn knowledge_is_cached_once_for_a_frozen_text_tower() {
+        let dev = Device::flex();
+        let (model, _) = setup(&TgcNetConfig::tiny(), &dev);
+        let k = crate::knowledge::KnowledgeBase::default_base()
+            .expect("kb")
+            .len();
+        assert_eq!(model.num_passages(), k);
+        assert_eq!(
+            model.knowledge_cache.as_ref().map(|c| c.dims()),
+            Some([k, 16])
+        );
+        let mut cfg = TgcNetConfig::tiny();
+        cfg.clip.freeze_text = false;
+        let (model, _) = setup(&cfg, &dev);
+        assert!(
+            model.knowledge_cache.is_none(),
+            "trainable tower: re-encoded per batch"
+        );
+    }
+
+    #[test]
+    fn frozen_towers_get_no_gradient_and_adapters_do() {
+        use burn::optim::{AdamWConfig, GradientsParams};
+        let dev = Device::flex().autodiff();
+        let (model, text) = setup(&TgcNetConfig::tiny(), &dev);
+        let images = rand([2, 3, 32, 32], &dev);
+        let mask = rand([2, 1, 32, 32], &dev).greater_elem(1.0).float();
+        let loss_fn = TgcLoss::new(&model.config().loss);
+        let backward = |m: &TgcNet| {
+            let out = m.forward(images.clone(), &text);
+            loss_fn
+                .forward(out.logits, &out.sim_maps, mask.clone())
+                .total
+                .backward()
+        };
+        let nonzero = |g: Option<Tensor<2>>| g.is_some_and(|g| values(g.abs().sum())[0] > 0.0);
+        let vision_adapter_grad = |m: &TgcNet, grads: &burn::tensor::Gradients| {
+            let a = m.sse.adapters.as_ref().expect("adapters");
+            a.layers[0].up.weight.grad(grads)
+        };
+
+        let grads = backward(&model);
+        let vit = &model.vision.encoder.layers[0];
+        assert!(vit.self_attn.q_proj.weight.grad(&grads).is_none());
+        let patch = &model.vision.embeddings.patch_embedding.weight;
+        assert!(patch.grad(&grads).is_none());
+        let tower = model.text.as_ref().expect("text");
+        assert!(
+            tower.encoder.layers[1]
+                .mlp
+                .fc1
+                .weight
+                .grad(&grads)
+                .is_none()
+        );
+        assert!(
+            tower
+                .embeddings
+                .token_embedding
+                .weight
+                .grad(&grads)
+                .is_none()
+        );
+        let date = model.date.as_ref().expect("date");
+        let text_adapters = date.adapters.as_ref().expect("adapters");
+        assert!(
+            nonzero(text_adapters.layers[1].up.weight.grad(&grads)),
+            "text adapter"
+        );
+        let gate = &date.knowledge.as_ref().expect("knowledge").gate;
+        let gate_grad = gate.grad(&grads);
+        assert!(
+            gate_grad.is_some_and(|g| values(g.abs().sum())[0] > 0.0),
+            "knowledge gate"
+        );
+        let head = model
+            .decoder
+            .head
+            .weight
+            .grad(&grads)
+            .map(|g| g.reshape([1, -1]));
+        assert!(nonzero(head), "decoder");
+        assert!(
+            nonzero(model.vlcm[0].film_scale.weight.grad(&grads)),
+            "FiLM"
+        );
+        // The ViT path enters the pyramid through SSE's gate opening α, which starts at 0 (ReZero-style):
+        // at step 0 the vision adapters' gradient is exactly zero while α's is not ...
+        let alpha = model.sse.fuse8.alpha.as_ref().expect("alpha").grad(&grads);
+        assert!(
+            alpha.is_some_and(|g| values(g.abs().sum())[0] > 0.0),
+            "SSE gate"
+        );
+        assert!(
+            vision_adapter_grad(&model, &grads).is_some(),
+            "adapter is in the graph"
+        );
+
+        // ... and after one update the vision adapters learn too.
+        let mut optim = AdamWConfig::new().init();
+        let params = GradientsParams::from_grads(grads, &model);
+        let model = optim.step(1e-3, model, params);
+        let grads = backward(&model);
+        assert!(
+            nonzero(vision_adapter_grad(&model, &grads)),
+            "vision adapter after one step"
+        );
+        let vit = &model.vision.encoder.layers[0];
+        assert!(vit.self_attn.q_proj.weight.grad(&grads).is_none());
+    }
+
+    #[test]
+    fn checkpoint_round_trip_restores_every_trainable_parameter() {
+        let dev = Device::flex();
+        let cfg = TgcNetConfig::tiny();
+        let (model, text) = setup(&cfg, &dev);
+        let model = perturb_params(model, 0.1);
+        let saved = model.trainable_params();
+        assert!(
+            saved
+                .keys()
+                .all(|k| !k.starts_with("vision.") && !k.starts_with("text."))
+        );
+        assert!(
+            saved.contains_key("sse.fuse8.alpha"),
+            "{:?}",
+            saved.keys().take(5).collect::<Vec<_>>()
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("params.safetensors");
+        model.save_params(&path).expect("save");
+
+        let (fresh, _) = setup(&cfg, &dev);
+        // The towers must be the same for outputs to match: copy them (they come from CLIP weights in use).
+        let fresh = TgcNet {
+            vision: model.vision.clone(),
+            text: model.text.clone(),
+            knowledge_cache: model.knowledge_cache.clone(),
+            ..fresh
+        };
+        let before = fresh.trainable_params();
+        assert_ne!(before, saved);
+        let loaded = fresh.load_params_file(&path).expect("load");
+        assert_eq!(loaded.trainable_params(), saved);
+        let images = rand([2, 3, 32, 32], &dev);
+        let a = model.forward(images.clone(), &text).logits;
+        let b = loaded.forward(images, &text).logits;
+        assert_eq!(values((a - b).abs().max())[0], 0.0);
+
+        // Every key of a checkpoint must be used, every trainable parameter must be there.
+        let mut extra = saved.clone();
+        extra.insert(
+            "sse.typo.weight".into(),
+            HostTensor::new(vec![1], vec![0.0]),
+        );
+        let e = setup(&cfg, &dev)
+            .0
+            .load_params_map(extra)
+            .expect_err("unused key");
+        assert!(e.to_string().contains("sse.typo.weight"), "{e}");
+        let mut missing = saved.clone();
+        missing.remove("decoder.head.weight");
+        let e = setup(&cfg, &dev)
+            .0
+            .load_params_map(missing)
+            .expect_err("missing key");
+        assert!(e.to_string().contains("decoder.head.weight"), "{e}");
+        let mut wrong = saved;
+        wrong.insert(
+            "decoder.head.bias".into(),
+            HostTensor::new(vec![2], vec![0.0, 0.0]),
+        );
+        let e = setup(&cfg, &dev)
+            .0
+            .load_params_map(wrong)
+            .expect_err("shape");
+        assert!(e.to_string().contains("decoder.head.bias"), "{e}");
+    }
+
+    #[test]
+    fn clip_weights_come_from_the_config() {
+        let dev = Device::flex();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../clip/tests/fixtures/clip/hf");
+        let mut cfg = TgcNetConfig::tiny();
+        cfg.clip.weights = Some(fixture.clone());
+        let (model, text) = setup(&cfg, &dev);
+        let file = TensorMap::read_safetensors(&fixture.join("model.safetensors")).expect("read");
+        let got = collect_params(
+            &model.vision,
+            "vision_model",
+            KeyStyle::Torch,
+            &|_, _, _| true,
+        );
+        assert!(!got.is_empty());
+        for (k, t) in &got {
+            assert_eq!(&file.tensors[k], t, "{k}");
+        }
+        let out = model.forward(rand([2, 3, 32, 32], &dev), &text);
+        assert_eq!(out.logits.dims(), [2, 1, 32, 32]);
+
+        let mut bad = TgcNetConfig::tiny();
+        bad.clip.weights = Some(fixture);
+        bad.clip.model.vision.layers = 4;
+        bad.sse.taps = vec![1, 2, 4];
+        let e = TgcNet::new(&bad, &dev).err().expect("mismatch");
+        assert!(e.to_string().contains("does not match"), "{e}");
+    }
+}
