@@ -17,7 +17,7 @@ use burn::tensor::{Device, Tensor};
 pub fn norm_groups(channels: usize) -> usize {
     [8, 4, 2, 1]
         .into_iter()
-        .find(|g| channels % g == 0)
+        .find(|&g| channels.is_multiple_of(g))
         .unwrap_or(1)
 }
 

@@ -263,18 +263,22 @@ impl TgcNetConfig {
         let v = &self.clip.model.vision;
         let t = &self.clip.model.text;
         let s = self.image_size;
-        if s == 0 || s % 16 != 0 {
+        if s == 0 || !s.is_multiple_of(16) {
             return fail(format!(
                 "image_size = {s} must be a positive multiple of 16"
             ));
         }
-        if v.patch_size == 0 || s % v.patch_size != 0 {
+        if v.patch_size == 0 || !s.is_multiple_of(v.patch_size) {
             return fail(format!(
                 "image_size = {s} must be a multiple of the patch size {}",
                 v.patch_size
             ));
         }
-        if v.heads == 0 || v.width % v.heads != 0 || t.heads == 0 || t.width % t.heads != 0 {
+        if v.heads == 0
+            || !v.width.is_multiple_of(v.heads)
+            || t.heads == 0
+            || !t.width.is_multiple_of(t.heads)
+        {
             return fail("clip.model: heads must divide the tower widths".into());
         }
         if t.context_length < 2 {

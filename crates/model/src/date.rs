@@ -62,7 +62,7 @@ impl DateConfig {
     }
 
     pub fn validate(&self, text_width: usize) -> std::result::Result<(), String> {
-        if self.knowledge && (self.heads == 0 || text_width % self.heads != 0) {
+        if self.knowledge && (self.heads == 0 || !text_width.is_multiple_of(self.heads)) {
             return Err(format!(
                 "date.heads = {} must divide the text width {text_width}",
                 self.heads

@@ -263,7 +263,10 @@ mod tests {
         let loss = TgcLoss::new(&LossConfig::default());
         let mask = rand([2, 1, 8, 8], &dev).greater_elem(0.3).float();
         let s16 = rand([2, 1, 2, 2], &dev);
-        let f = |x: Tensor<4>| loss.forward(x, &[s16.clone()], mask.clone()).total;
+        let f = |x: Tensor<4>| {
+            loss.forward(x, std::slice::from_ref(&s16), mask.clone())
+                .total
+        };
         check_grad("loss (logits)", &f, rand([2, 1, 8, 8], &dev), 1e-2);
         let logits = rand([2, 1, 8, 8], &dev);
         let g = |s: Tensor<4>| loss.forward(logits.clone(), &[s], mask.clone()).total;

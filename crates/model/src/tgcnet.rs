@@ -708,7 +708,7 @@ mod tests {
         bad.clip.weights = Some(fixture);
         bad.clip.model.vision.layers = 4;
         bad.sse.taps = vec![1, 2, 4];
-        let e = TgcNet::new(&bad, &dev).err().expect("mismatch");
+        let e = TgcNet::new(&bad, &dev).expect_err("mismatch");
         assert!(e.to_string().contains("does not match"), "{e}");
     }
 }

@@ -66,7 +66,9 @@ impl VlcmConfig {
         if sorted.len() != self.scales.len() {
             return Err(format!("vlcm.scales {:?} repeats a scale", self.scales));
         }
-        if self.enabled && (self.dim == 0 || self.heads == 0 || self.dim % self.heads != 0) {
+        if self.enabled
+            && (self.dim == 0 || self.heads == 0 || !self.dim.is_multiple_of(self.heads))
+        {
             return Err(format!(
                 "vlcm.heads = {} must divide vlcm.dim = {}",
                 self.heads, self.dim
