@@ -101,8 +101,8 @@ impl CaptionGroup {
         const NUMBERS: [&str; 7] = ["zero", "one", "two", "three", "four", "five", "six"];
         let areas = words
             .windows(2)
-            .find(|w| w[1].starts_with("infect") || w[1].starts_with("area"))
-            .and_then(|w| {
+            .filter(|w| w[1].starts_with("infect") || w[1].starts_with("area"))
+            .find_map(|w| {
                 NUMBERS
                     .iter()
                     .position(|n| *n == w[0])
