@@ -96,10 +96,10 @@ mod tests {
 
     fn pyramid(with_p2: bool, dev: &Device) -> Pyramid {
         Pyramid {
-            p2: with_p2.then(|| rand([1, 4, 16, 16], dev)),
-            p4: rand([1, 8, 8, 8], dev),
-            p8: rand([1, 8, 4, 4], dev),
-            p16: rand([1, 16, 2, 2], dev),
+            p2: with_p2.then(|| rand([1, 4, 32, 32], dev)),
+            p4: rand([1, 8, 16, 16], dev),
+            p8: rand([1, 8, 8, 8], dev),
+            p16: rand([1, 16, 4, 4], dev),
         }
     }
 
@@ -112,8 +112,8 @@ mod tests {
         for p2 in [true, false] {
             let dec = Decoder::new(&cfg, [8, 8, 16], if p2 { 4 } else { 0 }, &dev);
             assert_eq!(
-                dec.forward(&pyramid(p2, &dev), [32, 32]).dims(),
-                [1, 1, 32, 32]
+                dec.forward(&pyramid(p2, &dev), [64, 64]).dims(),
+                [1, 1, 64, 64]
             );
         }
     }
@@ -126,15 +126,15 @@ mod tests {
         };
         let dec = perturb_params(Decoder::new(&cfg, [8, 8, 16], 4, &dev), 0.2);
         let p = pyramid(true, &dev);
-        let w = rand([1, 1, 32, 32], &dev);
+        let w = rand([1, 1, 64, 64], &dev);
         let f = |p16: Tensor<4>| {
             let q = Pyramid { p16, ..p.clone() };
-            (dec.forward(&q, [32, 32]) * w.clone()).sum()
+            (dec.forward(&q, [64, 64]) * w.clone()).sum()
         };
         check_grad("decoder (P16)", &f, p.p16.clone(), 1e-2);
         let g = |p4: Tensor<4>| {
             let q = Pyramid { p4, ..p.clone() };
-            (dec.forward(&q, [32, 32]) * w.clone()).sum()
+            (dec.forward(&q, [64, 64]) * w.clone()).sum()
         };
         check_grad("decoder (P4)", &g, p.p4.clone(), 1e-2);
     }
