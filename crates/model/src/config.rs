@@ -310,6 +310,15 @@ impl TgcNetConfig {
             true
         }
     }
+
+    /// Whether a parameter key is written to checkpoints: the trained ones, and frozen towers that have no
+    /// pretrained weights to come from (random towers, e.g. the tiny preset), so that a checkpoint alone
+    /// restores the model.
+    pub fn is_checkpoint_key(&self, key: &str) -> bool {
+        self.is_trainable_key(key)
+            || (self.clip.weights.is_none()
+                && (key.starts_with("vision.") || key.starts_with("text.")))
+    }
 }
 
 /// Overwrites `base` with `over`, table by table.

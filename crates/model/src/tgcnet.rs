@@ -356,18 +356,28 @@ impl TgcNet {
         })
     }
 
+    /// What a checkpoint holds ([`TgcNetConfig::is_checkpoint_key`]): the trainable parameters, and the
+    /// frozen towers when they are random (no `clip.weights`).
+    pub fn checkpoint_params(&self) -> BTreeMap<String, HostTensor> {
+        let cfg = &self.cfg;
+        collect_params(self, "", KeyStyle::Burn, &|key, _, _| {
+            cfg.is_checkpoint_key(key)
+        })
+    }
+
     /// Every parameter by key, frozen towers included.
     pub fn all_params(&self) -> BTreeMap<String, HostTensor> {
         collect_params(self, "", KeyStyle::Burn, &|_, _, _| true)
     }
 
-    /// Loads a checkpoint of [`TgcNet::trainable_params`]: every trainable parameter must be in it, every
-    /// key of it must be a parameter of this model, shapes must match. Keys of frozen towers are loaded when
+    /// Loads a checkpoint of [`TgcNet::checkpoint_params`]: every such parameter must be in it, every key
+    /// of it must be a parameter of this model, shapes must match. Keys of frozen towers are loaded when
     /// present (and the knowledge cache re-encoded).
     pub fn load_params(self, map: &TensorMap) -> Result<Self> {
         let cfg = self.cfg.clone();
-        let (mut model, report) =
-            load_module(self, map, "", KeyStyle::Burn, &|k| !cfg.is_trainable_key(k))?;
+        let (mut model, report) = load_module(self, map, "", KeyStyle::Burn, &|k| {
+            !cfg.is_checkpoint_key(k)
+        })?;
         check_unused(map, &report.used, &|_| false)?;
         if report.used.iter().any(|k| k.starts_with("text.")) {
             model.refresh_knowledge_cache();
@@ -383,14 +393,14 @@ impl TgcNet {
         })
     }
 
-    /// Writes the trainable parameters as f32 safetensors, with the config as TOML in the metadata
+    /// Writes [`TgcNet::checkpoint_params`] as f32 safetensors, with the config as TOML in the metadata
     /// (`tgcnet_config`).
     pub fn save_params(&self, path: &Path) -> Result<()> {
         let meta = HashMap::from([
             ("format".to_string(), "tgcnet-params".to_string()),
             ("tgcnet_config".to_string(), self.cfg.to_toml()?),
         ]);
-        TensorMap::write_safetensors(&self.trainable_params(), Some(meta), path, false)?;
+        TensorMap::write_safetensors(&self.checkpoint_params(), Some(meta), path, false)?;
         Ok(())
     }
 
@@ -620,13 +630,20 @@ mod tests {
         let dev = Device::flex();
         let cfg = TgcNetConfig::tiny();
         let (model, text) = setup(&cfg, &dev);
-        let model = perturb_params(model, 0.1);
-        let saved = model.trainable_params();
+        let mut model = perturb_params(model, 0.1);
+        // The perturbation changed the frozen text tower too.
+        model.refresh_knowledge_cache();
+        // The tiny preset's towers are frozen and random (no CLIP weights): the checkpoint must carry
+        // them, or a fresh process could not rebuild the model.
+        let saved = model.checkpoint_params();
+        let trainable = model.trainable_params();
         assert!(
-            saved
+            trainable
                 .keys()
                 .all(|k| !k.starts_with("vision.") && !k.starts_with("text."))
         );
+        assert!(trainable.keys().all(|k| saved.contains_key(k)));
+        assert_eq!(saved.len(), model.all_params().len());
         assert!(
             saved.contains_key("sse.fuse8.alpha"),
             "{:?}",
@@ -636,18 +653,13 @@ mod tests {
         let path = dir.path().join("params.safetensors");
         model.save_params(&path).expect("save");
 
+        // A model built after other random draws: different towers and heads until loaded.
+        dev.seed(12345);
         let (fresh, _) = setup(&cfg, &dev);
-        // The towers must be the same for outputs to match: copy them (they come from CLIP weights in use).
-        let fresh = TgcNet {
-            vision: model.vision.clone(),
-            text: model.text.clone(),
-            knowledge_cache: model.knowledge_cache.clone(),
-            ..fresh
-        };
-        let before = fresh.trainable_params();
-        assert_ne!(before, saved);
+        let before = fresh.all_params();
+        assert_ne!(before, model.all_params());
         let loaded = fresh.load_params_file(&path).expect("load");
-        assert_eq!(loaded.trainable_params(), saved);
+        assert_eq!(loaded.all_params(), model.all_params());
         let images = rand([2, 3, 32, 32], &dev);
         let a = model.forward(images.clone(), &text).logits;
         let b = loaded.forward(images, &text).logits;

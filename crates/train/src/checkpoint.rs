@@ -33,7 +33,7 @@ pub fn save_state(
     run_config_toml: &str,
 ) -> Result<()> {
     let mut tensors = BTreeMap::new();
-    for (k, v) in model.trainable_params() {
+    for (k, v) in model.checkpoint_params() {
         tensors.insert(format!("param.{k}"), v);
     }
     for (k, v) in optim {
