@@ -12,7 +12,8 @@ pub struct InfoArgs {
     /// Built-in configuration: paper, small or tiny.
     #[arg(long)]
     pub preset: Option<String>,
-    /// TGC-Net TOML config file (starts from its `preset` key, `paper` when absent).
+    /// TGC-Net TOML config file (starts from its `preset` key, `paper` when absent), or a training config
+    /// (`[model]` and `[train]` tables, as given to `tgcnet train`).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Print JSON instead of a table.
@@ -23,9 +24,22 @@ pub struct InfoArgs {
     pub show_config: bool,
 }
 
+/// A model config file, or the `[model]` part of a training config.
+fn model_config(path: &std::path::Path) -> anyhow::Result<TgcNetConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+    if table.contains_key("model") || table.contains_key("train") {
+        Ok(tgcnet_train::RunConfig::from_toml_str(&text, path)?.model)
+    } else {
+        Ok(TgcNetConfig::from_toml_file(path)?)
+    }
+}
+
 pub fn run(a: InfoArgs) -> anyhow::Result<i32> {
     let cfg = match (&a.preset, &a.config) {
-        (_, Some(path)) => TgcNetConfig::from_toml_file(path)?,
+        (_, Some(path)) => model_config(path)?,
         (Some(name), None) => TgcNetConfig::preset(name)?,
         (None, None) => anyhow::bail!("give --preset NAME or --config FILE"),
     };
