@@ -54,9 +54,7 @@ fn every_checkpoint_key_is_used_and_every_parameter_loaded() {
 
 #[test]
 fn missing_file_names_the_path() {
-    let e = load_clip(Path::new("/no/such/clip-dir"), None, &Device::flex())
-        .err()
-        .expect("error");
+    let e = load_clip(Path::new("/no/such/clip-dir"), None, &Device::flex()).expect_err("error");
     assert!(e.to_string().contains("/no/such/clip-dir"), "{e}");
 }
 
@@ -74,9 +72,7 @@ fn truncated_safetensors_is_a_clear_error() {
         dir.path().join("config.json"),
     )
     .expect("copy");
-    let e = load_clip(dir.path(), None, &Device::flex())
-        .err()
-        .expect("error");
+    let e = load_clip(dir.path(), None, &Device::flex()).expect_err("error");
     assert!(matches!(e, ClipError::Safetensors { .. }), "{e}");
     assert!(e.to_string().contains("model.safetensors"), "{e}");
 }
@@ -89,9 +85,7 @@ fn wrong_shape_names_key_and_both_shapes() {
     // [64, 32] (PyTorch [out, in]) → [32, 32]
     t.shape = vec![32, 32];
     t.data.truncate(32 * 32);
-    let e = load_into(Clip::new(&hf_cfg(), &Device::flex()), &map)
-        .err()
-        .expect("error");
+    let e = load_into(Clip::new(&hf_cfg(), &Device::flex()), &map).expect_err("error");
     let msg = e.to_string();
     assert!(
         msg.contains(key) && msg.contains("[32, 32]") && msg.contains("[64, 32]"),
@@ -103,9 +97,7 @@ fn wrong_shape_names_key_and_both_shapes() {
 fn missing_tensor_is_named() {
     let mut map = hf_map();
     map.tensors.remove("text_model.final_layer_norm.bias");
-    let e = load_into(Clip::new(&hf_cfg(), &Device::flex()), &map)
-        .err()
-        .expect("error");
+    let e = load_into(Clip::new(&hf_cfg(), &Device::flex()), &map).expect_err("error");
     assert!(
         e.to_string().contains("text_model.final_layer_norm.bias"),
         "{e}"
@@ -118,9 +110,7 @@ fn unknown_tensor_is_reported() {
     let t = map.tensors["logit_scale"].clone();
     map.tensors
         .insert("vision_model.extra_head.weight".into(), t);
-    let e = load_into(Clip::new(&hf_cfg(), &Device::flex()), &map)
-        .err()
-        .expect("error");
+    let e = load_into(Clip::new(&hf_cfg(), &Device::flex()), &map).expect_err("error");
     assert!(matches!(e, ClipError::UnusedKeys { .. }), "{e}");
     assert!(
         e.to_string().contains("vision_model.extra_head.weight"),
