@@ -25,7 +25,7 @@ pub struct InfoArgs {
 }
 
 /// A model config file, or the `[model]` part of a training config.
-fn model_config(path: &std::path::Path) -> anyhow::Result<TgcNetConfig> {
+pub fn model_config(path: &std::path::Path) -> anyhow::Result<TgcNetConfig> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let table: toml::Table =

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench_cmd;
 mod clip_cmd;
 mod data_cmd;
 mod demo_cmd;
@@ -40,6 +41,8 @@ enum Command {
     Demo(demo_cmd::DemoArgs),
     /// Parameters (total, trainable) per module and FLOPs per image of a preset or config.
     Info(info_cmd::InfoArgs),
+    /// Inference latency and throughput, training step time and peak memory of a preset or config.
+    Bench(bench_cmd::BenchArgs),
     /// Radiological knowledge passages for DATE.
     #[command(subcommand)]
     Knowledge(knowledge_cmd::KnowledgeCommand),
@@ -56,6 +59,7 @@ fn main() {
         Command::Infer(a) => train_cmd::infer_cmd(a),
         Command::Demo(a) => demo_cmd::demo(a),
         Command::Info(a) => info_cmd::run(a),
+        Command::Bench(a) => bench_cmd::run(a),
         Command::Knowledge(c) => knowledge_cmd::run(c),
     };
     match result {

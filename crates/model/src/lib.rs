@@ -31,5 +31,5 @@ pub use info::{ModelInfo, ModuleInfo, model_info};
 pub use knowledge::{KnowledgeBase, Passage};
 pub use loss::{LossConfig, LossOutput, LossValues, TgcLoss, dice_per_image};
 pub use sse::{CnnBranch, Pyramid, Sse, SseConfig};
-pub use tgcnet::{CaptionEncoder, TextBatch, TgcNet, TgcNetOutput, load_knowledge};
+pub use tgcnet::{CaptionEncoder, Stage, TextBatch, TgcNet, TgcNetOutput, load_knowledge};
 pub use vlcm::{ConcatFusion, Vlcm, VlcmConfig};

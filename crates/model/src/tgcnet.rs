@@ -130,6 +130,30 @@ pub struct TgcNet {
     cfg: TgcNetConfig,
 }
 
+/// The stages of [`TgcNet::forward`], in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// CLIP vision tower with SSE (adapters, CNN branch, multi-scale fusion).
+    Image,
+    /// CLIP text tower with DATE (adapters, knowledge passages); absent with text off.
+    Text,
+    /// VLCM (or the concatenation that replaces it) at its scales.
+    Fusion,
+    /// The decoder up to the logits.
+    Decoder,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Image => "image encoder (ViT + SSE)",
+            Stage::Text => "text encoder (text tower + DATE)",
+            Stage::Fusion => "VLCM / fusion",
+            Stage::Decoder => "decoder",
+        }
+    }
+}
+
 impl TgcNet {
     /// The full model: CLIP towers from `cfg.clip.weights` (random without), frozen as configured, and the
     /// knowledge passages encoded. Building it tokenises the knowledge base; see [`TgcNet::new_with`] to
@@ -254,12 +278,24 @@ impl TgcNet {
     /// images: [B, 3, S, S], CLIP-normalised (S a multiple of 16 and of the patch size); text: the reports.
     /// With text off, `text` is not read.
     pub fn forward(&self, images: Tensor<4>, text: &TextBatch) -> TgcNetOutput {
+        self.forward_probed(images, text, &mut |_| {})
+    }
+
+    /// [`TgcNet::forward`], calling `probe` after each stage (for `tgcnet bench`'s per-module times).
+    pub fn forward_probed(
+        &self,
+        images: Tensor<4>,
+        text: &TextBatch,
+        probe: &mut dyn FnMut(Stage),
+    ) -> TgcNetOutput {
         let [_, _, h, w] = images.dims();
         let mut pyramid = self.sse.forward(&self.vision, images);
+        probe(Stage::Image);
         let mut sim_maps = Vec::new();
         if let (Some(tower), Some(date)) = (&self.text, &self.date) {
             let (passages, matched) = self.batch_passages(&text.knowledge);
             let features = date.forward(tower, text.ids.clone(), passages, &matched);
+            probe(Stage::Text);
             for (v, &scale) in self.vlcm.iter().zip(&self.cfg.vlcm.scales) {
                 if let Some(level) = pyramid.level(scale) {
                     let (y, s) = v.forward(level.clone(), &features);
@@ -274,10 +310,10 @@ impl TgcNet {
                 }
             }
         }
-        TgcNetOutput {
-            logits: self.decoder.forward(&pyramid, [h, w]),
-            sim_maps,
-        }
+        probe(Stage::Fusion);
+        let logits = self.decoder.forward(&pyramid, [h, w]);
+        probe(Stage::Decoder);
+        TgcNetOutput { logits, sim_maps }
     }
 
     /// The passages this batch needs ([M, Dt], the union of its matched sets) and each report's rows in it.

@@ -5,6 +5,7 @@
 //! `--resume` reads) and `best.safetensors` (the parameters of the best validation Dice). Every file is
 //! written atomically.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
