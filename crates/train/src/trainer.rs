@@ -187,6 +187,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
     let loss_fn = TgcLoss::new(&cfg.model.loss);
     let steps_per_epoch = train_samples.len().div_ceil(t.batch_size);
     let total_steps = steps_per_epoch * t.epochs;
+    let log_every = steps_per_epoch.div_ceil(20).max(1);
     let inner = device.clone().inner();
 
     let bars = MultiProgress::with_draw_target(if opts.progress {
@@ -266,6 +267,18 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
                 "loss {:.4} lr {lr:.2e} {ips:.1} img/s",
                 values.total
             ));
+            // Without a terminal (nohup, CI logs) the bars are hidden: a line every 5% of the epoch.
+            if !opts.progress && n_steps % log_every == 0 && n_steps < steps_per_epoch {
+                let eta = (steps_per_epoch - n_steps) as f64 * started.elapsed().as_secs_f64()
+                    / n_steps as f64;
+                eprintln!(
+                    "epoch {} step {n_steps}/{steps_per_epoch}: loss {:.4} (mean {:.4}), lr {lr:.2e}, {ips:.1} img/s, epoch ETA {:.0} s",
+                    epoch + 1,
+                    values.total,
+                    sum_loss / seen as f64,
+                    eta
+                );
+            }
         }
         let train_secs = started.elapsed().as_secs_f64();
         let skipped = bad.lock().map(|b| b.len()).unwrap_or(0);
