@@ -14,8 +14,10 @@ and synthetic inputs with QaTa-style captions:
     /proc/self/clear_refs where the kernel allows it) and, on CUDA, peak allocated GPU memory.
 Each measurement: `--warmup` untimed runs, then the median (and min, max) of `--repeats` timed runs; the
 device is synchronised before each run and after it (CUDA). Threads: torch.set_num_threads(os.cpu_count())
-unless --threads. The JSON (--json) has the fields of `tgcnet bench --json`, plus a few of its own
-(framework, torch version, GPU memory).
+unless --threads (on a machine whose cores are busy with other work, PyTorch's spinning OpenMP workers can
+make multi-threaded CPU timings erratic and many times slower: compare with --threads 1 there). The JSON
+(--json) has the fields of `tgcnet bench --json`, plus a few of its own (framework and torch version, peak
+GPU memory).
 
 Knowledge passages: the config's knowledge file (default knowledge/default.toml), tokenised with open_clip's
 tokenizer; the passages matched in each caption come from a simplified matcher (whole-word, longest match

@@ -15,7 +15,9 @@
    the SSE pyramid before VLCM, DATE's tokens and sentence, the knowledge cache).
 
 Cases: "both" (both reports have matched passages, partly shared: masking inside the union) and "one"
-(the second report has none: DATE must leave it unchanged).
+(the second report has none: DATE must leave it unchanged). A variant of the config on the same weights,
+"variant.*" (exact GELU in the towers and a trainable text tower, so that the passages are re-encoded in
+the forward pass instead of cached: the `small` preset's paths), is computed with the "both" matches.
 
 Run from the repository root (never needed by the build or the tests):
     /work/venv/py/bin/python scripts/reference/make_parity_fixture.py [--tgcnet target/release/tgcnet]
@@ -44,6 +46,8 @@ TERMS = ["bilateral", "middle left lung", "lower right lung", "two infected area
 # What `KnowledgeBase::match_report` finds in CAPTIONS with that base (the Rust test checks it).
 MATCHED = [[0, 1, 2, 3, 4], [4, 5, 6, 7]]
 CASES = {"both": MATCHED, "one": [MATCHED[0], []]}
+# Config changes of the variant (same parameters, same checkpoint keys).
+VARIANT = {"activation": "gelu", "freeze_text": False}
 
 
 def toml_entry(e):
@@ -116,6 +120,18 @@ def main():
         expected["date.tokens"] = feats.tokens
         expected["date.sentence"] = feats.sentence
         expected["knowledge_cache"] = model.knowledge_cache
+
+        vcfg = json.loads(json.dumps(cfg))
+        vcfg["clip"]["model"]["activation"] = VARIANT["activation"]
+        vcfg["clip"]["freeze_text"] = VARIANT["freeze_text"]
+        variant = ref.TgcNet(vcfg).eval()
+        variant.load_checkpoint(state)
+        variant.set_passages(passage_ids)
+        assert variant.knowledge_cache is None, "trainable text tower: passages encoded per batch"
+        logits, sims = variant(images, ref.TextBatch(ids, MATCHED))
+        expected["variant.logits"] = logits
+        for scale, sim in zip(vcfg["vlcm"]["scales"], sims):
+            expected[f"variant.sim{scale}"] = sim
     save_file({k: v.contiguous().float() for k, v in expected.items()}, f"{a.out}/expected.safetensors")
 
     inputs = {
@@ -125,11 +141,12 @@ def main():
         "passage_ids": passage_ids.tolist(),
         "knowledge": CASES,
         "vlcm_scales": cfg["vlcm"]["scales"],
+        "variant": VARIANT,
     }
     with open(f"{a.out}/inputs.json", "w", encoding="utf-8") as f:
         json.dump(inputs, f)
         f.write("\n")
-    for case in CASES:
+    for case in [*CASES, "variant"]:
         lg = expected[f"{case}.logits"]
         print(f"{case}: logits mean {lg.mean():.4f} std {lg.std():.4f} range [{lg.min():.3f}, {lg.max():.3f}]")
     print(f"wrote {a.out}: {len(state)} tensors")

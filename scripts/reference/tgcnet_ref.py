@@ -89,17 +89,21 @@ def load_config(source: str) -> dict:
     return _with_defaults(tomllib.loads(text[start:]))
 
 
+def find_tgcnet(explicit: str | None = None) -> str | None:
+    """The tgcnet binary: `explicit`, $TGCNET, target/release/tgcnet, target/debug/tgcnet or `tgcnet` on PATH."""
+    candidates = [explicit, os.environ.get("TGCNET"), os.path.join(REPO, "target/release/tgcnet"),
+                  os.path.join(REPO, "target/debug/tgcnet"), shutil.which("tgcnet")]
+    return next((c for c in candidates if c and os.path.isfile(c) and os.access(c, os.X_OK)), None)
+
+
 def preset_config(name: str, tgcnet: str | None = None) -> dict:
     """A preset's resolved config, asked from the tgcnet binary (`tgcnet info --preset NAME --json
-    --show-config`): --tgcnet, $TGCNET, target/release/tgcnet, target/debug/tgcnet or `tgcnet` on PATH;
-    without one, the stored copy scripts/reference/presets/NAME.toml."""
-    candidates = [tgcnet, os.environ.get("TGCNET"), os.path.join(REPO, "target/release/tgcnet"),
-                  os.path.join(REPO, "target/debug/tgcnet"), shutil.which("tgcnet")]
-    for exe in candidates:
-        if exe and os.path.isfile(exe) and os.access(exe, os.X_OK):
-            out = subprocess.run([exe, "info", "--preset", name, "--json", "--show-config"],
-                                 check=True, capture_output=True, text=True).stdout
-            return load_config(out)
+    --show-config`, see `find_tgcnet`); without one, the stored copy scripts/reference/presets/NAME.toml."""
+    exe = find_tgcnet(tgcnet)
+    if exe:
+        out = subprocess.run([exe, "info", "--preset", name, "--json", "--show-config"],
+                             check=True, capture_output=True, text=True).stdout
+        return load_config(out)
     stored = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets", f"{name}.toml")
     if os.path.exists(stored):
         print(f"note: no tgcnet binary found, using {stored}", file=sys.stderr)
@@ -868,11 +872,26 @@ def passage_text(entry: dict) -> str:
     return f"{term[:1].upper()}{term[1:]}. X-ray: {sentence(entry['xray'])} CT: {sentence(entry['ct'])}"
 
 
-def tokenize(texts, context_length=77):
-    """CLIP BPE ids [N, context_length], 0-padded (open_clip's tokenizer, which matches ours)."""
-    import open_clip
-
-    return open_clip.tokenize(list(texts), context_length=context_length).long()
+def tokenize(texts, context_length=77, tgcnet: str | None = None):
+    """CLIP BPE ids [N, context_length], 0-padded: open_clip's tokenizer (which matches ours) or, where
+    open_clip is not installed, our own through `tgcnet tokenize` (see `find_tgcnet`)."""
+    texts = list(texts)
+    try:
+        import open_clip
+    except ImportError:
+        exe = find_tgcnet(tgcnet)
+        if exe is None:
+            raise ImportError("tokenizing needs open_clip_torch or the tgcnet binary") from None
+        if any("\n" in t for t in texts):
+            raise ValueError("`tgcnet tokenize` reads one text per line")
+        out = subprocess.run([exe, "tokenize", "--context-length", str(context_length)], input="\n".join(texts) + "\n",
+                             check=True, capture_output=True, text=True).stdout
+        rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+        ids = torch.zeros(len(texts), context_length, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        return ids
+    return open_clip.tokenize(texts, context_length=context_length).long()
 
 
 def main():

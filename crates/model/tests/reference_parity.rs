@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
-use tgcnet_clip::Tokenizer;
 use tgcnet_clip::weights::{HostTensor, TensorMap};
+use tgcnet_clip::{Activation, Tokenizer};
 use tgcnet_model::date::encode_passages;
 use tgcnet_model::{CaptionEncoder, TextBatch, TgcNet, TgcNetConfig};
 
@@ -27,6 +27,15 @@ struct Inputs {
     passage_ids: Vec<Vec<i64>>,
     knowledge: BTreeMap<String, Vec<Vec<usize>>>,
     vlcm_scales: Vec<usize>,
+    variant: Variant,
+}
+
+/// Config changes of the fixture's variant (same weights): the `small` preset's exact GELU and trainable
+/// text tower, whose passages are encoded in the forward pass rather than cached.
+#[derive(Deserialize)]
+struct Variant {
+    activation: Activation,
+    freeze_text: bool,
 }
 
 fn fixture() -> PathBuf {
@@ -74,7 +83,8 @@ fn forward_matches_pytorch_reference() {
         &std::fs::read_to_string(dir.join("inputs.json")).expect("inputs.json"),
     )
     .expect("inputs.json: JSON");
-    let expected = TensorMap::read_safetensors(&dir.join("expected.safetensors")).expect("expected");
+    let expected =
+        TensorMap::read_safetensors(&dir.join("expected.safetensors")).expect("expected");
     let want = |k: &str| {
         expected
             .tensors
@@ -120,7 +130,10 @@ fn forward_matches_pytorch_reference() {
         .try_into_vec::<i64>()
         .expect("ids");
     assert_eq!(ids, inputs.ids.concat(), "caption ids");
-    assert_eq!(batch.knowledge, inputs.knowledge["both"], "matched passages");
+    assert_eq!(
+        batch.knowledge, inputs.knowledge["both"],
+        "matched passages"
+    );
 
     // The checkpoint has exactly our parameters (a full diff before the loader's first-error message).
     let model = TgcNet::new_with(&cfg, &encoder, &dev).expect("model");
@@ -211,6 +224,29 @@ fn forward_matches_pytorch_reference() {
             let key = format!("{case}.sim{scale}");
             check(key.clone(), host(sim), want(&key));
         }
+    }
+
+    // The variant: same checkpoint, other activation, trainable text tower.
+    let mut vcfg = cfg.clone();
+    vcfg.clip.model.activation = inputs.variant.activation;
+    vcfg.clip.freeze_text = inputs.variant.freeze_text;
+    let variant = TgcNet::new_with(&vcfg, &CaptionEncoder::new(&vcfg).expect("encoder"), &dev)
+        .expect("variant")
+        .load_params_file(&params)
+        .expect("load variant");
+    let text = TextBatch {
+        ids,
+        knowledge: inputs.knowledge["both"].clone(),
+    };
+    let out = variant.forward(images, &text);
+    check(
+        "variant.logits".into(),
+        host(out.logits),
+        want("variant.logits"),
+    );
+    for (sim, scale) in out.sim_maps.into_iter().zip(&inputs.vlcm_scales) {
+        let key = format!("variant.sim{scale}");
+        check(key.clone(), host(sim), want(&key));
     }
 
     for (name, err) in &report {
