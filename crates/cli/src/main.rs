@@ -39,6 +39,8 @@ enum Command {
     Infer(train_cmd::InferArgs),
     /// The main job: phantom data, train with and without text, evaluate, print Dice side by side.
     Demo(demo_cmd::DemoArgs),
+    /// Write a checkpoint's parameters as a parameter file (optionally float16).
+    Export(train_cmd::ExportArgs),
     /// Parameters (total, trainable) per module and FLOPs per image of a preset or config.
     Info(info_cmd::InfoArgs),
     /// Inference latency and throughput, training step time and peak memory of a preset or config.
@@ -58,6 +60,7 @@ fn main() {
         Command::Eval(a) => train_cmd::eval_cmd(a),
         Command::Infer(a) => train_cmd::infer_cmd(a),
         Command::Demo(a) => demo_cmd::demo(a),
+        Command::Export(a) => train_cmd::export_cmd(a),
         Command::Info(a) => info_cmd::run(a),
         Command::Bench(a) => bench_cmd::run(a),
         Command::Knowledge(c) => knowledge_cmd::run(c),

@@ -324,3 +324,33 @@ pub fn infer_cmd(a: InferArgs) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A parameter checkpoint (best.safetensors) or a training state (last.safetensors).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// The parameter file to write (what `eval --checkpoint` and `infer` read).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Store float16 (half the size).
+    #[arg(long)]
+    pub f16: bool,
+}
+
+/// `tgcnet export`: a training state or parameter file → a parameter file (optionally float16), e.g. to
+/// ship a model without its optimizer state.
+pub fn export_cmd(a: ExportArgs) -> anyhow::Result<i32> {
+    let device = burn::tensor::Device::flex();
+    let model = load_model(&a.checkpoint, &device)
+        .with_context(|| format!("loading {}", a.checkpoint.display()))?;
+    model.save_params_with(&a.out, a.f16)?;
+    let bytes = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "wrote {} ({:.1} MB, {})",
+        a.out.display(),
+        bytes as f64 / 1e6,
+        if a.f16 { "float16" } else { "float32" }
+    );
+    Ok(0)
+}

@@ -135,6 +135,45 @@ fn train_eval_infer() {
     assert_eq!(mask.dimensions(), (32, 32));
     assert!(tmp.path().join("ov.png").exists() && tmp.path().join("heat.png").exists());
 
+    // A float16 export of the last training state: half the parameter file, the same predictions to
+    // within float16 rounding.
+    let half = tmp.path().join("half.safetensors");
+    ok(bin()
+        .arg("export")
+        .arg("--checkpoint")
+        .arg(run.join("last.safetensors"))
+        .arg("--out")
+        .arg(&half)
+        .arg("--f16"));
+    let full_len = std::fs::metadata(run.join("best.safetensors"))
+        .expect("best")
+        .len();
+    let half_len = std::fs::metadata(&half).expect("half").len();
+    assert!(half_len * 10 < full_len * 6, "{half_len} vs {full_len}");
+    let eval_half = tmp.path().join("eval-half");
+    ok(bin()
+        .arg("eval")
+        .arg("--checkpoint")
+        .arg(&half)
+        .arg("--data")
+        .arg(&data)
+        .args(["--split", "val", "--out"])
+        .arg(&eval_half));
+    let half_report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(eval_half.join("eval.json")).expect("eval.json"))
+            .expect("json");
+    let dice = |r: &serde_json::Value| r["summary"]["dice_global"].as_f64().expect("dice");
+    // best.safetensors is the last epoch's here only if Dice improved; compare with the run's own
+    // last-epoch validation row instead.
+    let last_row: serde_json::Value =
+        serde_json::from_str(rows.lines().last().expect("row")).expect("json");
+    let d_last = last_row["val_dice_global"].as_f64().expect("dice");
+    assert!(
+        (dice(&half_report) - d_last).abs() < 0.02,
+        "float16 export Dice {} vs {d_last}",
+        dice(&half_report)
+    );
+
     // An empty caption is a clear error.
     let o = bin()
         .arg("infer")

@@ -432,11 +432,16 @@ impl TgcNet {
     /// Writes [`TgcNet::checkpoint_params`] as f32 safetensors, with the config as TOML in the metadata
     /// (`tgcnet_config`).
     pub fn save_params(&self, path: &Path) -> Result<()> {
+        self.save_params_with(path, false)
+    }
+
+    /// [`TgcNet::save_params`], storing float16 with `f16` (half the size; loading converts back to f32).
+    pub fn save_params_with(&self, path: &Path, f16: bool) -> Result<()> {
         let meta = HashMap::from([
             ("format".to_string(), "tgcnet-params".to_string()),
             ("tgcnet_config".to_string(), self.cfg.to_toml()?),
         ]);
-        TensorMap::write_safetensors(&self.checkpoint_params(), Some(meta), path, false)?;
+        TensorMap::write_safetensors(&self.checkpoint_params(), Some(meta), path, f16)?;
         Ok(())
     }
 
