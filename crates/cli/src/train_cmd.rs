@@ -9,7 +9,7 @@ use tgcnet_data::{Dataset, SampleOptions, load_sample};
 use tgcnet_model::CaptionEncoder;
 use tgcnet_train::checkpoint::load_model;
 use tgcnet_train::evaluate::{
-    EvalOptions, denormalize, evaluate, heatmap, markdown, mask_image, overlay, to_vec, write_png,
+    EvalOptions, denormalize, evaluate, heatmap, markdown, overlay, to_vec, write_png,
 };
 use tgcnet_train::trainer::TrainOptions;
 use tgcnet_train::{RunConfig, train};
@@ -197,11 +197,39 @@ pub struct InferArgs {
     pub device: DeviceArg,
 }
 
+/// A prediction at the input image's own size (the model's logits and similarity map are resized back
+/// bilinearly before thresholding), or at the model's size for inputs `image` cannot open (DICOM, NIfTI).
 struct Prediction {
     gray: image::GrayImage,
     mask: Vec<bool>,
     sim: Option<Vec<f32>>,
-    size: usize,
+}
+
+impl Prediction {
+    fn mask_png(&self) -> image::GrayImage {
+        let w = self.gray.width();
+        image::GrayImage::from_fn(w, self.gray.height(), |x, y| {
+            image::Luma([if self.mask[(y * w + x) as usize] {
+                255
+            } else {
+                0
+            }])
+        })
+    }
+}
+
+/// Bilinear resize (half-pixel centres) of a [1, 1, h, w] map to `size` = [height, width].
+fn resize_map(x: burn::tensor::Tensor<4>, size: [usize; 2]) -> burn::tensor::Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    if [h, w] == size {
+        return x;
+    }
+    burn::tensor::module::interpolate(
+        x,
+        burn::tensor::ops::InterpolateOptions::new(burn::tensor::ops::InterpolateMode::Bilinear)
+            .with_align_corners(false)
+            .with_output_size(size),
+    )
 }
 
 fn predict(
@@ -243,26 +271,30 @@ fn predict(
     );
     let batch = encoder.encode(&[loaded.caption.as_str()], device)?;
     let out = model.forward(images, &batch);
-    let logits = to_vec(out.logits)?;
-    let sim = match out.sim_maps.last() {
-        Some(s) => {
-            let up = burn::tensor::module::interpolate(
-                burn::tensor::activation::sigmoid(s.clone()),
-                burn::tensor::ops::InterpolateOptions::new(
-                    burn::tensor::ops::InterpolateMode::Bilinear,
-                )
-                .with_align_corners(false)
-                .with_output_size([size, size]),
-            );
-            Some(to_vec(up)?)
+    // The original picture, for a mask, overlay and heatmap at its own size.
+    let original = image::open(image).ok().map(|i| i.to_luma8());
+    let (gray, hw) = match original {
+        Some(g) => {
+            let hw = [g.height() as usize, g.width() as usize];
+            (g, hw)
         }
+        None => (
+            denormalize(&loaded.image[..size * size], size),
+            [size, size],
+        ),
+    };
+    let logits = to_vec(resize_map(out.logits, hw))?;
+    let sim = match out.sim_maps.last() {
+        Some(s) => Some(to_vec(resize_map(
+            burn::tensor::activation::sigmoid(s.clone()),
+            hw,
+        ))?),
         None => None,
     };
     Ok(Prediction {
-        gray: denormalize(&loaded.image[..size * size], size),
+        gray,
         mask: logits.iter().map(|&l| l > 0.0).collect(),
         sim,
-        size,
     })
 }
 
@@ -273,7 +305,7 @@ pub fn infer_cmd(a: InferArgs) -> anyhow::Result<i32> {
     let normalize = !a.no_normalize_captions;
     if let (Some(image), Some(text), Some(out)) = (&a.image, &a.text, &a.out) {
         let p = predict(&model, &encoder, image, text, normalize, &device)?;
-        write_png(&mask_image(&p.mask, p.size), out)?;
+        write_png(&p.mask_png(), out)?;
         if let Some(o) = &a.overlay {
             write_png(&overlay(&p.gray, &p.mask, None), o)?;
         }
@@ -306,10 +338,7 @@ pub fn infer_cmd(a: InferArgs) -> anyhow::Result<i32> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "image".into());
-        write_png(
-            &mask_image(&p.mask, p.size),
-            &dir.join(format!("{stem}_mask.png")),
-        )?;
+        write_png(&p.mask_png(), &dir.join(format!("{stem}_mask.png")))?;
         write_png(
             &overlay(&p.gray, &p.mask, None),
             &dir.join(format!("{stem}_overlay.png")),

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use image::GenericImageView;
+
 use tgcnet_clip::weights::TensorMap;
 
 fn bin() -> Command {
@@ -134,6 +136,39 @@ fn train_eval_infer() {
     let mask = image::open(&out).expect("mask png").to_luma8();
     assert_eq!(mask.dimensions(), (32, 32));
     assert!(tmp.path().join("ov.png").exists() && tmp.path().join("heat.png").exists());
+
+    // Masks come back at the input's own size, also for a non-square picture.
+    let wide = tmp.path().join("wide.png");
+    image::imageops::resize(
+        &image::open(&image).expect("image").to_luma8(),
+        48,
+        40,
+        image::imageops::FilterType::Triangle,
+    )
+    .save(&wide)
+    .expect("save");
+    let wide_mask = tmp.path().join("wide-mask.png");
+    ok(bin()
+        .arg("infer")
+        .arg("--checkpoint")
+        .arg(run.join("best.safetensors"))
+        .arg("--image")
+        .arg(&wide)
+        .args(["--text", "Bilateral pulmonary infection, two infected areas, upper left lung and lower right lung."])
+        .arg("--out")
+        .arg(&wide_mask)
+        .arg("--overlay")
+        .arg(tmp.path().join("wide-ov.png")));
+    assert_eq!(
+        image::open(&wide_mask).expect("mask").dimensions(),
+        (48, 40)
+    );
+    assert_eq!(
+        image::open(tmp.path().join("wide-ov.png"))
+            .expect("overlay")
+            .dimensions(),
+        (48, 40)
+    );
 
     // A float16 export of the last training state: half the parameter file, the same predictions to
     // within float16 rounding.
