@@ -355,6 +355,40 @@ fn push(splits: &mut BTreeMap<String, Vec<Sample>>, split: &str, s: Sample) {
     splits.entry(canonical_split(split)).or_default().push(s);
 }
 
+/// One sample per row of an `Image` + `Description` table (LViT xlsx, GuideDecoder CSV); the image
+/// column may name the image or its `mask_` file.
+fn push_rows(
+    splits: &mut BTreeMap<String, Vec<Sample>>,
+    split: &str,
+    table: &Table,
+    (c_img, c_txt): (usize, usize),
+    index: &mut DirIndex,
+    (img_dir, mask_dir): (&Path, &Path),
+) {
+    for (row_no, row) in &table.rows {
+        let img_name = get(row, Some(c_img));
+        let caption = row.get(c_txt).cloned().unwrap_or_default();
+        let (image, mask) = resolve_pair(index, img_dir, mask_dir, &img_name);
+        push(
+            splits,
+            split,
+            Sample {
+                id: stem(strip_mask_prefix(&img_name)).to_string(),
+                image_path: image,
+                mask_path: Some(mask),
+                slice: None,
+                label: None,
+                meta: meta_for(&caption),
+                caption,
+                source: SourceRef {
+                    file: table.path.clone(),
+                    location: format!("row {row_no}"),
+                },
+            },
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // SGSeg JSON
 
@@ -650,28 +684,15 @@ fn read_lvit(path: &Path) -> Result<(PathBuf, BTreeMap<String, Vec<Sample>>)> {
             .unwrap_or_else(|| root.join(format!("{split_raw}_Folder")));
         let img_dir = find_ci(&folder, "img").unwrap_or_else(|| folder.join("img"));
         let mask_dir = find_ci(&folder, "labelcol").unwrap_or_else(|| folder.join("labelcol"));
-        for (row_no, row) in &table.rows {
-            let img_name = get(row, Some(c_img));
-            let caption = row.get(c_txt).cloned().unwrap_or_default();
-            let (image, mask) = resolve_pair(&mut index, &img_dir, &mask_dir, &img_name);
-            push(
-                &mut splits,
-                &split_raw,
-                Sample {
-                    id: stem(strip_mask_prefix(&img_name)).to_string(),
-                    image_path: image,
-                    mask_path: Some(mask),
-                    slice: None,
-                    label: None,
-                    meta: meta_for(&caption),
-                    caption,
-                    source: SourceRef {
-                        file: file.clone(),
-                        location: format!("row {row_no}"),
-                    },
-                },
-            );
-        }
+        let dirs = (img_dir.as_path(), mask_dir.as_path());
+        push_rows(
+            &mut splits,
+            &split_raw,
+            &table,
+            (c_img, c_txt),
+            &mut index,
+            dirs,
+        );
     }
     Ok((root, splits))
 }
@@ -719,28 +740,15 @@ fn read_guidedecoder(path: &Path) -> Result<(PathBuf, BTreeMap<String, Vec<Sampl
         let table = read_csv(&file)?;
         let c_img = table.require(&["Image", "image"])?;
         let c_txt = table.require(&["Description", "Text", "Caption"])?;
-        for (row_no, row) in &table.rows {
-            let img_name = get(row, Some(c_img));
-            let caption = row.get(c_txt).cloned().unwrap_or_default();
-            let (image, mask) = resolve_pair(&mut index, &img_dir, &mask_dir, &img_name);
-            push(
-                &mut splits,
-                &split_raw,
-                Sample {
-                    id: stem(strip_mask_prefix(&img_name)).to_string(),
-                    image_path: image,
-                    mask_path: Some(mask),
-                    slice: None,
-                    label: None,
-                    meta: meta_for(&caption),
-                    caption,
-                    source: SourceRef {
-                        file: file.clone(),
-                        location: format!("row {row_no}"),
-                    },
-                },
-            );
-        }
+        let dirs = (img_dir.as_path(), mask_dir.as_path());
+        push_rows(
+            &mut splits,
+            &split_raw,
+            &table,
+            (c_img, c_txt),
+            &mut index,
+            dirs,
+        );
     }
     Ok((root, splits))
 }
