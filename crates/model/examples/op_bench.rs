@@ -12,6 +12,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Distribution, Tensor};
 use tgcnet_model::blocks::resize;
+use tgcnet_model::fastconv;
 
 fn rnd<const D: usize>(shape: [usize; D], dev: &Device) -> Tensor<D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), dev)
@@ -54,6 +55,11 @@ fn main() {
     }
     let dev = Device::flex();
     let ad = dev.clone().autodiff();
+    // Batch size of the conv rows (BATCH=4 is the bench's training batch).
+    let batch: usize = std::env::var("BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(1);
 
     // conv3x3 (no bias) as in ConvNormAct: (c_in, c_out, size in, stride)
     let convs = [
@@ -80,8 +86,8 @@ fn main() {
         };
         let conv = mk(&dev);
         let conv_ad = mk(&ad);
-        let x = rnd([1, ci, s, s], &dev);
-        let xa = rnd([1, ci, s, s], &ad).require_grad();
+        let x = rnd([batch, ci, s, s], &dev);
+        let xa = rnd([batch, ci, s, s], &ad).require_grad();
         report(
             &name,
             &filter,
@@ -94,6 +100,21 @@ fn main() {
                 let _ = conv_ad.weight.val().grad(&g).map(|t| t.into_data());
             },
         );
+        // The same conv through tgcnet's stride-1 kernels (strided convs fall back to the line above).
+        if st == 1 {
+            report(
+                &format!("{name} fastconv"),
+                &filter,
+                &mut || {
+                    let _ = fastconv::conv2d(&conv, x.clone()).into_data();
+                },
+                &mut || {
+                    let g = fastconv::conv2d(&conv_ad, xa.clone()).sum().backward();
+                    let _ = xa.grad(&g).map(|t| t.into_data());
+                    let _ = conv_ad.weight.val().grad(&g).map(|t| t.into_data());
+                },
+            );
+        }
     }
     // GroupNorm(8) + ReLU
     for (c, s) in [(16, 112), (32, 56), (64, 28), (128, 14)] {

@@ -211,7 +211,10 @@ impl FusionLevel {
         match (cnn, &self.gate, &self.alpha) {
             (Some(c), Some(gate), Some(alpha)) => {
                 let channels = alpha.dims()[0];
-                let g = sigmoid(gate.forward(Tensor::cat(vec![c.clone(), v.clone()], 1)));
+                let g = sigmoid(crate::fastconv::conv2d(
+                    gate,
+                    Tensor::cat(vec![c.clone(), v.clone()], 1),
+                ));
                 let a = alpha.val().reshape([1, channels, 1, 1]);
                 c + g * v * a
             }

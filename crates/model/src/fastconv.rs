@@ -1,0 +1,507 @@
+//! Stride-1 convolutions on the CPU backend (burn-flex) as shifted matrix products, with their own
+//! backward pass. Used by the SSE CNN branch and the decoder of TGC-Net (Lin et al., 2025,
+//! arXiv 2512.21135) through [`conv2d`]; any other backend, dtype or convolution shape goes to burn's
+//! own `Conv2d::forward`, so model code stays backend-generic.
+//!
+//! Why this exists: burn 0.22.1 computes a convolution's weight gradient with a generic fallback, a
+//! convolution whose *kernel* is the output gradient (112×112 for the decoder's last conv). burn-flex runs
+//! that shape through a per-element loop: ~147 ms against ~15 ms for the input gradient on one decoder
+//! conv, and a third of a training step of the small preset (docs/perf-log.md).
+//!
+//! The method. Pad x to [C, Hp, Wp] and flatten each plane. A stride-1 kh×kw convolution reads, for output
+//! (oh, ow), the padded input at (oh+i)·Wp + (ow+j) = q + i·Wp + j with q = oh·Wp + ow. Over the "wide"
+//! output grid q ∈ [0, L), L = (OH−1)·Wp + OW (the columns ow ≥ OW of that grid are junk and dropped), tap
+//! (i, j) is one matrix product `W_ij [Co×C] · xp[:, q + i·Wp + j] [C×L]` read in place: no im2col buffer.
+//! The gradients are the same products transposed: `dW_ij = G · xp_shiftedᵀ` (reduction over the long q
+//! axis, the shape gemm is good at) and `dxp[:, q + i·Wp + j] += W_ijᵀ · G`, where G is the output gradient
+//! laid out on the wide grid with zeros in the junk columns.
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::{DType, Tensor};
+use burn_autodiff::Autodiff;
+use burn_autodiff::NodeId;
+use burn_autodiff::checkpoint::base::Checkpointer;
+use burn_autodiff::checkpoint::strategy::NoCheckpointing;
+use burn_autodiff::grads::Gradients;
+use burn_autodiff::ops::{Backward, Ops, OpsKind};
+use burn_backend::BackendTypes;
+use burn_flex::{Flex, FlexTensor, Layout};
+use rayon::prelude::*;
+
+/// The convolution `conv` applied to `x`, through the fast path when it applies (burn-flex, f32,
+/// stride 1, dilation 1, one group, valid or explicit padding), else `conv.forward(x)`. Same numbers
+/// either way, up to float summation order.
+/// x: [B, C_in, H, W] → [B, C_out, H + top + bottom − kh + 1, W + left + right − kw + 1]
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let Some(geom) = Geom::of(conv, &x) else {
+        return conv.forward(x);
+    };
+    let Some(y) = try_fast(x.clone(), conv.weight.val(), geom) else {
+        return conv.forward(x);
+    };
+    match &conv.bias {
+        Some(bias) => y + bias.val().reshape([1, geom.co as i32, 1, 1]),
+        None => y,
+    }
+}
+
+/// Shapes of one convolution call, in elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geom {
+    b: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    co: usize,
+    kh: usize,
+    kw: usize,
+    top: usize,
+    left: usize,
+    hp: usize,
+    wp: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geom {
+    fn of(conv: &Conv2d, x: &Tensor<4>) -> Option<Self> {
+        if conv.stride != [1, 1] || conv.dilation != [1, 1] || conv.groups != 1 {
+            return None;
+        }
+        let (top, left, bottom, right) = match conv.padding {
+            PaddingConfig2d::Valid => (0, 0, 0, 0),
+            PaddingConfig2d::Explicit(t, l, b, r) => (t, l, b, r),
+            PaddingConfig2d::Same => return None,
+        };
+        let [b, c, h, w] = x.dims();
+        let [co, ci, kh, kw] = conv.weight.dims();
+        let (hp, wp) = (h + top + bottom, w + left + right);
+        if ci != c || kh == 0 || kw == 0 || hp < kh || wp < kw || b == 0 || c == 0 || co == 0 {
+            return None;
+        }
+        Some(Self {
+            b,
+            c,
+            h,
+            w,
+            co,
+            kh,
+            kw,
+            top,
+            left,
+            hp,
+            wp,
+            oh: hp - kh + 1,
+            ow: wp - kw + 1,
+        })
+    }
+
+    fn taps(&self) -> usize {
+        self.kh * self.kw
+    }
+    /// Elements of one padded input plane.
+    fn plane(&self) -> usize {
+        self.hp * self.wp
+    }
+    /// Elements of one output plane on the wide grid (OH rows of Wp).
+    fn wide(&self) -> usize {
+        self.oh * self.wp
+    }
+    /// Wide-grid positions that any output needs: the last row stops at OW.
+    fn span(&self) -> usize {
+        (self.oh - 1) * self.wp + self.ow
+    }
+    fn padded(&self) -> bool {
+        self.hp != self.h || self.wp != self.w
+    }
+}
+
+fn try_fast(x: Tensor<4>, w: Tensor<4>, geom: Geom) -> Option<Tensor<4>> {
+    if x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+        return None;
+    }
+    if let (Ok(xa), Ok(wa)) = (
+        x.clone().try_into_primitive::<Autodiff<Flex>>(),
+        w.clone().try_into_primitive::<Autodiff<Flex>>(),
+    ) {
+        return Some(Tensor::from_primitive::<Autodiff<Flex>>(tracked(
+            xa, wa, geom,
+        )));
+    }
+    match (
+        x.try_into_primitive::<Flex>(),
+        w.try_into_primitive::<Flex>(),
+    ) {
+        (Ok(xf), Ok(wf)) => Some(Tensor::from_primitive::<Flex>(forward(&xf, &wf, &geom))),
+        _ => None,
+    }
+}
+
+type AdTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
+
+#[derive(Debug)]
+struct ShiftedConvBackward;
+
+impl Backward<Flex, 2> for ShiftedConvBackward {
+    type State = (NodeId, NodeId, Geom);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (x_state, w_state, geom) = ops.state;
+        let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
+        let w: FlexTensor = checkpointer.retrieve_node_output(w_state);
+        let g_wide = widen(&grad, &geom);
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, x_grad(&w, &g_wide, &geom));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, w_grad(&x, &g_wide, &geom));
+        }
+    }
+}
+
+/// The autodiff op: flex forward now, [`ShiftedConvBackward`] later. x and w are kept for the backward
+/// pass through burn's checkpointer, as burn's own conv2d does.
+fn tracked(x: AdTensor, w: AdTensor, geom: Geom) -> AdTensor {
+    match ShiftedConvBackward
+        .prepare::<NoCheckpointing>([x.node(), w.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(&x);
+            let w_state = prep.checkpoint(&w);
+            let y = forward(x.primitive(), w.primitive(), &geom);
+            prep.finish((x_state, w_state, geom), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), w.primitive(), &geom)),
+    }
+}
+
+/// A contiguous f32 copy (or the tensor itself when it already is one) and its elements.
+fn dense(t: &FlexTensor) -> FlexTensor {
+    t.to_contiguous()
+}
+
+/// The elements of a contiguous f32 tensor, checked against the shape the kernels will index with: the
+/// gemm calls below read through raw pointers, so a wrong length must stop here.
+fn f32s<'a>(t: &'a FlexTensor, len: usize, what: &str) -> &'a [f32] {
+    match t.as_slice::<f32>() {
+        Some(s) if s.len() == len => s,
+        other => panic!(
+            "fastconv: {what} has {:?} f32 elements, expected {len}",
+            other.map(<[f32]>::len)
+        ),
+    }
+}
+
+fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::new(
+        burn_std::Bytes::from_elems(data),
+        Layout::contiguous(burn_std::Shape::new(shape)),
+        DType::F32,
+    )
+}
+
+/// x: [B, C, H, W] → zero-padded [B, C, Hp, Wp].
+fn pad(x: &[f32], g: &Geom) -> Vec<f32> {
+    let mut xp = vec![0.0f32; g.b * g.c * g.plane()];
+    xp.par_chunks_mut(g.plane())
+        .zip(x.par_chunks(g.h * g.w))
+        .for_each(|(dst, src)| {
+            for (r, row) in src.chunks(g.w).enumerate() {
+                let at = (r + g.top) * g.wp + g.left;
+                dst[at..at + g.w].copy_from_slice(row);
+            }
+        });
+    xp
+}
+
+/// Parallelism for one gemm call: both cores unless the caller already splits the work.
+fn par(threads: bool) -> gemm::Parallelism {
+    if threads {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
+/// y = conv(x, w) for one batch.
+/// x: [B, C, H, W], w: [Co, C, kh, kw] → [B, Co, OH, OW]
+fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
+    let (x, w) = (dense(x), dense(w));
+    let x = f32s(&x, g.b * g.c * g.h * g.w, "input");
+    let w = f32s(&w, g.co * g.c * g.taps(), "weight");
+    let padded;
+    let xp: &[f32] = if g.padded() {
+        padded = pad(x, g);
+        &padded
+    } else {
+        x
+    };
+    let (taps, plane, wide, span) = (g.taps(), g.plane(), g.wide(), g.span());
+    let mut y = vec![0.0f32; g.b * g.co * g.oh * g.ow];
+    let mut y_wide = vec![0.0f32; g.co * wide];
+    for (b, y_b) in y.chunks_mut(g.co * g.oh * g.ow).enumerate() {
+        for t in 0..taps {
+            let (i, j) = (t / g.kw, t % g.kw);
+            // SAFETY: dst is y_wide [Co, wide] (row stride wide ≥ span). lhs reads w[co, c, i, j] at
+            // co·C·taps + c·taps + t < w.len(). rhs reads xp[b, c, q + i·Wp + j] for c < C, q < span:
+            // the largest index is b·C·plane + (C−1)·plane + (OH−1+i)·Wp + OW−1+j ≤ (b+1)·C·plane − 1
+            // because OH−1+i ≤ Hp−1 and OW−1+j ≤ Wp−1.
+            unsafe {
+                gemm::gemm(
+                    g.co,
+                    span,
+                    g.c,
+                    y_wide.as_mut_ptr(),
+                    1,
+                    wide as isize,
+                    t > 0,
+                    w.as_ptr().add(t),
+                    taps as isize,
+                    (g.c * taps) as isize,
+                    xp.as_ptr().add(b * g.c * plane + i * g.wp + j),
+                    1,
+                    plane as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    par(true),
+                );
+            }
+        }
+        for (dst, src) in y_b.chunks_mut(g.ow).zip(y_wide.chunks(g.wp)) {
+            dst.copy_from_slice(&src[..g.ow]);
+        }
+    }
+    tensor(y, [g.b, g.co, g.oh, g.ow])
+}
+
+/// The output gradient on the wide grid, zeros in the junk columns.
+/// g: [B, Co, OH, OW] → [B, Co, OH·Wp]
+fn widen(grad: &FlexTensor, g: &Geom) -> Vec<f32> {
+    let grad = dense(grad);
+    let src = f32s(&grad, g.b * g.co * g.oh * g.ow, "output gradient");
+    let mut out = vec![0.0f32; g.b * g.co * g.wide()];
+    out.par_chunks_mut(g.wp)
+        .zip(src.par_chunks(g.ow))
+        .for_each(|(dst, row)| dst[..g.ow].copy_from_slice(row));
+    out
+}
+
+/// dL/dw = Σ_b Σ_q G[b, :, q] · xp[b, :, q + i·Wp + j]ᵀ per tap (i, j).
+/// → [Co, C, kh, kw]
+fn w_grad(x: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
+    let x = dense(x);
+    let x = f32s(&x, g.b * g.c * g.h * g.w, "input");
+    let padded;
+    let xp: &[f32] = if g.padded() {
+        padded = pad(x, g);
+        &padded
+    } else {
+        x
+    };
+    let (taps, plane, wide, span) = (g.taps(), g.plane(), g.wide(), g.span());
+    let mut per_tap = vec![0.0f32; taps * g.co * g.c];
+    // Taps are independent: one per thread; a lone tap (1×1 conv) lets gemm use the threads.
+    let threads_in_gemm = taps == 1;
+    per_tap
+        .par_chunks_mut(g.co * g.c)
+        .enumerate()
+        .for_each(|(t, dst)| {
+            let (i, j) = (t / g.kw, t % g.kw);
+            for b in 0..g.b {
+                // SAFETY: dst is [Co, C] row-major. lhs reads g_wide[b, co, q] for q < span ≤ wide.
+                // rhs reads xp[b, c, q + i·Wp + j], in bounds as in `forward`.
+                unsafe {
+                    gemm::gemm(
+                        g.co,
+                        g.c,
+                        span,
+                        dst.as_mut_ptr(),
+                        1,
+                        g.c as isize,
+                        b > 0,
+                        g_wide.as_ptr().add(b * g.co * wide),
+                        1,
+                        wide as isize,
+                        xp.as_ptr().add(b * g.c * plane + i * g.wp + j),
+                        plane as isize,
+                        1,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        par(threads_in_gemm),
+                    );
+                }
+            }
+        });
+    // [taps, Co, C] → [Co, C, kh, kw]
+    let mut dw = vec![0.0f32; g.co * g.c * taps];
+    for (t, tap) in per_tap.chunks(g.co * g.c).enumerate() {
+        for (k, v) in tap.iter().enumerate() {
+            dw[k * taps + t] = *v;
+        }
+    }
+    tensor(dw, [g.co, g.c, g.kh, g.kw])
+}
+
+/// dL/dx: dxp[b, :, q + i·Wp + j] += W_ijᵀ · G[b, :, q], then the padding is cropped.
+/// → [B, C, H, W]
+fn x_grad(w: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
+    let w = dense(w);
+    let w = f32s(&w, g.co * g.c * g.taps(), "weight");
+    let (taps, plane, wide, span) = (g.taps(), g.plane(), g.wide(), g.span());
+    let mut dxp = vec![0.0f32; g.b * g.c * plane];
+    for b in 0..g.b {
+        // Taps write overlapping windows of dxp, so they run one after another.
+        for t in 0..taps {
+            let (i, j) = (t / g.kw, t % g.kw);
+            // SAFETY: dst writes dxp[b, c, q + i·Wp + j] for c < C, q < span, in bounds as the rhs
+            // of `forward`. lhs reads w[co, c, i, j] as there (transposed strides). rhs reads
+            // g_wide[b, co, q], q < span ≤ wide.
+            unsafe {
+                gemm::gemm(
+                    g.c,
+                    span,
+                    g.co,
+                    dxp.as_mut_ptr().add(b * g.c * plane + i * g.wp + j),
+                    1,
+                    plane as isize,
+                    true,
+                    w.as_ptr().add(t),
+                    (g.c * taps) as isize,
+                    taps as isize,
+                    g_wide.as_ptr().add(b * g.co * wide),
+                    1,
+                    wide as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    par(true),
+                );
+            }
+        }
+    }
+    if !g.padded() {
+        return tensor(dxp, [g.b, g.c, g.h, g.w]);
+    }
+    let mut dx = vec![0.0f32; g.b * g.c * g.h * g.w];
+    dx.par_chunks_mut(g.h * g.w)
+        .zip(dxp.par_chunks(plane))
+        .for_each(|(dst, src)| {
+            for (r, row) in dst.chunks_mut(g.w).enumerate() {
+                let at = (r + g.top) * g.wp + g.left;
+                row.copy_from_slice(&src[at..at + g.w]);
+            }
+        });
+    tensor(dx, [g.b, g.c, g.h, g.w])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Module;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::{Device, Distribution};
+
+    fn conv(
+        c: usize,
+        co: usize,
+        k: usize,
+        padding: PaddingConfig2d,
+        bias: bool,
+        dev: &Device,
+    ) -> Conv2d {
+        Conv2dConfig::new([c, co], [k, k])
+            .with_padding(padding)
+            .with_bias(bias)
+            .init(dev)
+    }
+
+    fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    /// Forward and both gradients equal burn's own conv2d (same weights, same input).
+    fn check(c: usize, co: usize, k: usize, padding: PaddingConfig2d, bias: bool, hw: [usize; 2]) {
+        let dev = Device::flex().autodiff();
+        let m = conv(c, co, k, padding.clone(), bias, &dev);
+        let x = Tensor::<4>::random([2, c, hw[0], hw[1]], Distribution::Normal(0.0, 1.0), &dev)
+            .require_grad();
+        // The fast path must really be taken, or this test would compare burn with itself.
+        let geom = Geom::of(&m, &x).expect("a stride-1 conv qualifies");
+        assert!(try_fast(x.clone(), m.weight.val(), geom).is_some());
+        let fast = conv2d(&m, x.clone());
+        let slow = m.forward(x.clone());
+        assert_eq!(fast.dims(), slow.dims());
+        let target = Tensor::<4>::random(fast.dims(), Distribution::Normal(0.0, 1.0), &dev);
+        let e = max_abs_diff(fast.clone().inner(), slow.clone().inner());
+        assert!(e < 1e-4, "forward differs by {e}");
+        let gf = (fast * target.clone()).sum().backward();
+        let gs = (slow * target).sum().backward();
+        let dx = max_abs_diff(x.grad(&gf).unwrap(), x.grad(&gs).unwrap());
+        let dw = max_abs_diff(m.weight.grad(&gf).unwrap(), m.weight.grad(&gs).unwrap());
+        assert!(dx < 1e-3, "dx differs by {dx}");
+        assert!(dw < 1e-3, "dw differs by {dw}");
+        if bias {
+            let b = m.bias.as_ref().unwrap();
+            let db = max_abs_diff(b.grad(&gf).unwrap(), b.grad(&gs).unwrap());
+            assert!(db < 1e-3, "db differs by {db}");
+        }
+        // Inference (no autodiff) takes the plain path and agrees too.
+        let mv = m.valid();
+        let xv = x.inner();
+        assert!(try_fast(xv.clone(), mv.weight.val(), geom).is_some());
+        let e = max_abs_diff(conv2d(&mv, xv.clone()), mv.forward(xv));
+        assert!(e < 1e-4, "inference forward differs by {e}");
+    }
+
+    #[test]
+    fn conv3x3_padded_matches_burn() {
+        check(
+            5,
+            7,
+            3,
+            PaddingConfig2d::Explicit(1, 1, 1, 1),
+            false,
+            [9, 11],
+        );
+    }
+
+    #[test]
+    fn conv1x1_with_bias_matches_burn() {
+        check(6, 3, 1, PaddingConfig2d::Valid, true, [8, 5]);
+    }
+
+    #[test]
+    fn asymmetric_padding_and_valid_3x3_match_burn() {
+        check(3, 4, 3, PaddingConfig2d::Explicit(2, 0, 1, 1), true, [6, 7]);
+        check(4, 2, 3, PaddingConfig2d::Valid, false, [5, 6]);
+    }
+
+    #[test]
+    fn strided_conv_falls_back_to_burn() {
+        let dev = Device::flex();
+        let m = Conv2dConfig::new([3, 4], [3, 3])
+            .with_stride([2, 2])
+            .init(&dev);
+        let x = Tensor::<4>::random([1, 3, 8, 8], Distribution::Normal(0.0, 1.0), &dev);
+        assert!(Geom::of(&m, &x).is_none());
+        assert_eq!(max_abs_diff(conv2d(&m, x.clone()), m.forward(x)), 0.0);
+    }
+}
