@@ -100,8 +100,8 @@ fn main() {
                 let _ = conv_ad.weight.val().grad(&g).map(|t| t.into_data());
             },
         );
-        // The same conv through tgcnet's stride-1 kernels (strided convs fall back to the line above).
-        if st == 1 {
+        // The same conv through tgcnet's kernels.
+        {
             report(
                 &format!("{name} fastconv"),
                 &filter,

@@ -1,5 +1,4 @@
-//! Stride-1 convolutions on the CPU backend (burn-flex) as shifted matrix products, with their own
-//! backward pass. Used by the SSE CNN branch and the decoder of TGC-Net (Lin et al., 2025,
+//! Convolutions on the CPU backend (burn-flex) as shifted matrix products, with their own backward pass. Used by the SSE CNN branch and the decoder of TGC-Net (Lin et al., 2025,
 //! arXiv 2512.21135) through [`conv2d`]; any other backend, dtype or convolution shape goes to burn's
 //! own `Conv2d::forward`, so model code stays backend-generic.
 //!
@@ -15,6 +14,11 @@
 //! The gradients are the same products transposed: `dW_ij = G · xp_shiftedᵀ` (reduction over the long q
 //! axis, the shape gemm is good at) and `dxp[:, q + i·Wp + j] += W_ijᵀ · G`, where G is the output gradient
 //! laid out on the wide grid with zeros in the junk columns.
+//!
+//! Stride s: split the padded input into s² phase planes, `phase(a, b)[r, c] = xp[s·r + a, s·c + b]`, each
+//! ⌈Hp/s⌉×⌈Wp/s⌉. Output (oh, ow) reads xp[s·oh + i, s·ow + j] = phase(i mod s, j mod s)[oh + ⌊i/s⌋,
+//! ow + ⌊j/s⌋]: a stride-1 access again, so every tap is still one in-place product (stride 1 is the case
+//! of a single phase, the padded input itself).
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
@@ -30,7 +34,7 @@ use burn_flex::{Flex, FlexTensor, Layout};
 use rayon::prelude::*;
 
 /// The convolution `conv` applied to `x`, through the fast path when it applies (burn-flex, f32,
-/// stride 1, dilation 1, one group, valid or explicit padding), else `conv.forward(x)`. Same numbers
+/// dilation 1, one group, valid or explicit padding), else `conv.forward(x)`. Same numbers
 /// either way, up to float summation order.
 /// x: [B, C_in, H, W] → [B, C_out, H + top + bottom − kh + 1, W + left + right − kw + 1]
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
@@ -56,17 +60,21 @@ struct Geom {
     co: usize,
     kh: usize,
     kw: usize,
+    /// Stride (rows, columns).
+    sh: usize,
+    sw: usize,
     top: usize,
     left: usize,
-    hp: usize,
-    wp: usize,
+    /// Phase plane height and width: ⌈Hp/sh⌉, ⌈Wp/sw⌉ (the padded input itself at stride 1).
+    hq: usize,
+    wq: usize,
     oh: usize,
     ow: usize,
 }
 
 impl Geom {
     fn of(conv: &Conv2d, x: &Tensor<4>) -> Option<Self> {
-        if conv.stride != [1, 1] || conv.dilation != [1, 1] || conv.groups != 1 {
+        if conv.dilation != [1, 1] || conv.groups != 1 || conv.stride.contains(&0) {
             return None;
         }
         let (top, left, bottom, right) = match conv.padding {
@@ -76,6 +84,7 @@ impl Geom {
         };
         let [b, c, h, w] = x.dims();
         let [co, ci, kh, kw] = conv.weight.dims();
+        let [sh, sw] = conv.stride;
         let (hp, wp) = (h + top + bottom, w + left + right);
         if ci != c || kh == 0 || kw == 0 || hp < kh || wp < kw || b == 0 || c == 0 || co == 0 {
             return None;
@@ -88,32 +97,46 @@ impl Geom {
             co,
             kh,
             kw,
+            sh,
+            sw,
             top,
             left,
-            hp,
-            wp,
-            oh: hp - kh + 1,
-            ow: wp - kw + 1,
+            hq: hp.div_ceil(sh),
+            wq: wp.div_ceil(sw),
+            oh: (hp - kh) / sh + 1,
+            ow: (wp - kw) / sw + 1,
         })
     }
 
     fn taps(&self) -> usize {
         self.kh * self.kw
     }
-    /// Elements of one padded input plane.
-    fn plane(&self) -> usize {
-        self.hp * self.wp
+    fn phases(&self) -> usize {
+        self.sh * self.sw
     }
-    /// Elements of one output plane on the wide grid (OH rows of Wp).
+    /// Elements of one input channel after padding and phase split: [phases, Hq, Wq].
+    fn chan(&self) -> usize {
+        self.phases() * self.hq * self.wq
+    }
+    /// Where tap t = (i, j) starts reading inside a channel: its phase plane, shifted by (⌊i/sh⌋, ⌊j/sw⌋).
+    /// For every wide-grid position q < span, offset + q stays inside that phase plane because
+    /// sh·(OH−1) + i ≤ Hp − 1 gives OH − 1 + ⌊i/sh⌋ ≤ Hq − 1 (and the same for columns).
+    fn tap_offset(&self, t: usize) -> usize {
+        let (i, j) = (t / self.kw, t % self.kw);
+        let phase = (i % self.sh) * self.sw + j % self.sw;
+        phase * self.hq * self.wq + (i / self.sh) * self.wq + j / self.sw
+    }
+    /// Elements of one output plane on the wide grid (OH rows of Wq).
     fn wide(&self) -> usize {
-        self.oh * self.wp
+        self.oh * self.wq
     }
     /// Wide-grid positions that any output needs: the last row stops at OW.
     fn span(&self) -> usize {
-        (self.oh - 1) * self.wp + self.ow
+        (self.oh - 1) * self.wq + self.ow
     }
-    fn padded(&self) -> bool {
-        self.hp != self.h || self.wp != self.w
+    /// Whether the kernels need a padded / phase-split copy of x (else they read x itself).
+    fn copies_input(&self) -> bool {
+        self.chan() != self.h * self.w
     }
 }
 
@@ -210,18 +233,51 @@ fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
     )
 }
 
-/// x: [B, C, H, W] → zero-padded [B, C, Hp, Wp].
-fn pad(x: &[f32], g: &Geom) -> Vec<f32> {
-    let mut xp = vec![0.0f32; g.b * g.c * g.plane()];
-    xp.par_chunks_mut(g.plane())
+/// Position of input element (r, c) of a channel in its padded, phase-split copy.
+fn phased_index(g: &Geom, r: usize, c: usize) -> usize {
+    let (pr, pc) = (r + g.top, c + g.left);
+    let phase = (pr % g.sh) * g.sw + pc % g.sw;
+    (phase * g.hq + pr / g.sh) * g.wq + pc / g.sw
+}
+
+/// x: [B, C, H, W] → zero-padded, phase-split [B, C, phases, Hq, Wq].
+fn split(x: &[f32], g: &Geom) -> Vec<f32> {
+    let mut xs = vec![0.0f32; g.b * g.c * g.chan()];
+    xs.par_chunks_mut(g.chan())
         .zip(x.par_chunks(g.h * g.w))
         .for_each(|(dst, src)| {
             for (r, row) in src.chunks(g.w).enumerate() {
-                let at = (r + g.top) * g.wp + g.left;
-                dst[at..at + g.w].copy_from_slice(row);
+                if g.sw == 1 {
+                    let at = phased_index(g, r, 0);
+                    dst[at..at + g.w].copy_from_slice(row);
+                } else {
+                    for (c, v) in row.iter().enumerate() {
+                        dst[phased_index(g, r, c)] = *v;
+                    }
+                }
             }
         });
-    xp
+    xs
+}
+
+/// The inverse gather of [`split`]: [B, C, phases, Hq, Wq] → [B, C, H, W] (padding dropped).
+fn merge(xs: &[f32], g: &Geom) -> Vec<f32> {
+    let mut x = vec![0.0f32; g.b * g.c * g.h * g.w];
+    x.par_chunks_mut(g.h * g.w)
+        .zip(xs.par_chunks(g.chan()))
+        .for_each(|(dst, src)| {
+            for (r, row) in dst.chunks_mut(g.w).enumerate() {
+                if g.sw == 1 {
+                    let at = phased_index(g, r, 0);
+                    row.copy_from_slice(&src[at..at + g.w]);
+                } else {
+                    for (c, v) in row.iter_mut().enumerate() {
+                        *v = src[phased_index(g, r, c)];
+                    }
+                }
+            }
+        });
+    x
 }
 
 /// Parallelism for one gemm call: both cores unless the caller already splits the work.
@@ -239,23 +295,21 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
     let (x, w) = (dense(x), dense(w));
     let x = f32s(&x, g.b * g.c * g.h * g.w, "input");
     let w = f32s(&w, g.co * g.c * g.taps(), "weight");
-    let padded;
-    let xp: &[f32] = if g.padded() {
-        padded = pad(x, g);
-        &padded
+    let copy;
+    let xs: &[f32] = if g.copies_input() {
+        copy = split(x, g);
+        &copy
     } else {
         x
     };
-    let (taps, plane, wide, span) = (g.taps(), g.plane(), g.wide(), g.span());
+    let (taps, chan, wide, span) = (g.taps(), g.chan(), g.wide(), g.span());
     let mut y = vec![0.0f32; g.b * g.co * g.oh * g.ow];
     let mut y_wide = vec![0.0f32; g.co * wide];
     for (b, y_b) in y.chunks_mut(g.co * g.oh * g.ow).enumerate() {
         for t in 0..taps {
-            let (i, j) = (t / g.kw, t % g.kw);
             // SAFETY: dst is y_wide [Co, wide] (row stride wide ≥ span). lhs reads w[co, c, i, j] at
-            // co·C·taps + c·taps + t < w.len(). rhs reads xp[b, c, q + i·Wp + j] for c < C, q < span:
-            // the largest index is b·C·plane + (C−1)·plane + (OH−1+i)·Wp + OW−1+j ≤ (b+1)·C·plane − 1
-            // because OH−1+i ≤ Hp−1 and OW−1+j ≤ Wp−1.
+            // co·C·taps + c·taps + t < w.len(). rhs reads xs[b, c, tap_offset(t) + q] for c < C, q < span,
+            // inside channel c of image b (see `Geom::tap_offset`), and xs holds B·C·chan elements.
             unsafe {
                 gemm::gemm(
                     g.co,
@@ -268,9 +322,9 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
                     w.as_ptr().add(t),
                     taps as isize,
                     (g.c * taps) as isize,
-                    xp.as_ptr().add(b * g.c * plane + i * g.wp + j),
+                    xs.as_ptr().add(b * g.c * chan + g.tap_offset(t)),
                     1,
-                    plane as isize,
+                    chan as isize,
                     1.0,
                     1.0,
                     false,
@@ -280,7 +334,7 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
                 );
             }
         }
-        for (dst, src) in y_b.chunks_mut(g.ow).zip(y_wide.chunks(g.wp)) {
+        for (dst, src) in y_b.chunks_mut(g.ow).zip(y_wide.chunks(g.wq)) {
             dst.copy_from_slice(&src[..g.ow]);
         }
     }
@@ -288,30 +342,30 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
 }
 
 /// The output gradient on the wide grid, zeros in the junk columns.
-/// g: [B, Co, OH, OW] → [B, Co, OH·Wp]
+/// g: [B, Co, OH, OW] → [B, Co, OH·Wq]
 fn widen(grad: &FlexTensor, g: &Geom) -> Vec<f32> {
     let grad = dense(grad);
     let src = f32s(&grad, g.b * g.co * g.oh * g.ow, "output gradient");
     let mut out = vec![0.0f32; g.b * g.co * g.wide()];
-    out.par_chunks_mut(g.wp)
+    out.par_chunks_mut(g.wq)
         .zip(src.par_chunks(g.ow))
         .for_each(|(dst, row)| dst[..g.ow].copy_from_slice(row));
     out
 }
 
-/// dL/dw = Σ_b Σ_q G[b, :, q] · xp[b, :, q + i·Wp + j]ᵀ per tap (i, j).
+/// dL/dw = Σ_b Σ_q G[b, :, q] · xs[b, :, tap_offset(t) + q]ᵀ per tap t = (i, j).
 /// → [Co, C, kh, kw]
 fn w_grad(x: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
     let x = dense(x);
     let x = f32s(&x, g.b * g.c * g.h * g.w, "input");
-    let padded;
-    let xp: &[f32] = if g.padded() {
-        padded = pad(x, g);
-        &padded
+    let copy;
+    let xs: &[f32] = if g.copies_input() {
+        copy = split(x, g);
+        &copy
     } else {
         x
     };
-    let (taps, plane, wide, span) = (g.taps(), g.plane(), g.wide(), g.span());
+    let (taps, chan, wide, span) = (g.taps(), g.chan(), g.wide(), g.span());
     let mut per_tap = vec![0.0f32; taps * g.co * g.c];
     // Taps are independent: one per thread; a lone tap (1×1 conv) lets gemm use the threads.
     let threads_in_gemm = taps == 1;
@@ -319,10 +373,9 @@ fn w_grad(x: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
         .par_chunks_mut(g.co * g.c)
         .enumerate()
         .for_each(|(t, dst)| {
-            let (i, j) = (t / g.kw, t % g.kw);
             for b in 0..g.b {
                 // SAFETY: dst is [Co, C] row-major. lhs reads g_wide[b, co, q] for q < span ≤ wide.
-                // rhs reads xp[b, c, q + i·Wp + j], in bounds as in `forward`.
+                // rhs reads xs[b, c, tap_offset(t) + q], in bounds as in `forward`.
                 unsafe {
                     gemm::gemm(
                         g.co,
@@ -335,8 +388,8 @@ fn w_grad(x: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
                         g_wide.as_ptr().add(b * g.co * wide),
                         1,
                         wide as isize,
-                        xp.as_ptr().add(b * g.c * plane + i * g.wp + j),
-                        plane as isize,
+                        xs.as_ptr().add(b * g.c * chan + g.tap_offset(t)),
+                        chan as isize,
                         1,
                         1.0,
                         1.0,
@@ -358,18 +411,17 @@ fn w_grad(x: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
     tensor(dw, [g.co, g.c, g.kh, g.kw])
 }
 
-/// dL/dx: dxp[b, :, q + i·Wp + j] += W_ijᵀ · G[b, :, q], then the padding is cropped.
+/// dL/dx: dxs[b, :, tap_offset(t) + q] += W_tᵀ · G[b, :, q], then padding and phases are undone.
 /// → [B, C, H, W]
 fn x_grad(w: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
     let w = dense(w);
     let w = f32s(&w, g.co * g.c * g.taps(), "weight");
-    let (taps, plane, wide, span) = (g.taps(), g.plane(), g.wide(), g.span());
-    let mut dxp = vec![0.0f32; g.b * g.c * plane];
+    let (taps, chan, wide, span) = (g.taps(), g.chan(), g.wide(), g.span());
+    let mut dxs = vec![0.0f32; g.b * g.c * chan];
     for b in 0..g.b {
-        // Taps write overlapping windows of dxp, so they run one after another.
+        // Taps write overlapping windows of dxs, so they run one after another.
         for t in 0..taps {
-            let (i, j) = (t / g.kw, t % g.kw);
-            // SAFETY: dst writes dxp[b, c, q + i·Wp + j] for c < C, q < span, in bounds as the rhs
+            // SAFETY: dst writes dxs[b, c, tap_offset(t) + q] for c < C, q < span, in bounds as the rhs
             // of `forward`. lhs reads w[co, c, i, j] as there (transposed strides). rhs reads
             // g_wide[b, co, q], q < span ≤ wide.
             unsafe {
@@ -377,9 +429,9 @@ fn x_grad(w: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
                     g.c,
                     span,
                     g.co,
-                    dxp.as_mut_ptr().add(b * g.c * plane + i * g.wp + j),
+                    dxs.as_mut_ptr().add(b * g.c * chan + g.tap_offset(t)),
                     1,
-                    plane as isize,
+                    chan as isize,
                     true,
                     w.as_ptr().add(t),
                     (g.c * taps) as isize,
@@ -397,18 +449,11 @@ fn x_grad(w: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
             }
         }
     }
-    if !g.padded() {
-        return tensor(dxp, [g.b, g.c, g.h, g.w]);
-    }
-    let mut dx = vec![0.0f32; g.b * g.c * g.h * g.w];
-    dx.par_chunks_mut(g.h * g.w)
-        .zip(dxp.par_chunks(plane))
-        .for_each(|(dst, src)| {
-            for (r, row) in dst.chunks_mut(g.w).enumerate() {
-                let at = (r + g.top) * g.wp + g.left;
-                row.copy_from_slice(&src[at..at + g.w]);
-            }
-        });
+    let dx = if g.copies_input() {
+        merge(&dxs, g)
+    } else {
+        dxs
+    };
     tensor(dx, [g.b, g.c, g.h, g.w])
 }
 
@@ -437,10 +482,32 @@ mod tests {
         (a - b).abs().max().into_scalar::<f32>()
     }
 
-    /// Forward and both gradients equal burn's own conv2d (same weights, same input).
     fn check(c: usize, co: usize, k: usize, padding: PaddingConfig2d, bias: bool, hw: [usize; 2]) {
         let dev = Device::flex().autodiff();
-        let m = conv(c, co, k, padding.clone(), bias, &dev);
+        check_conv(conv(c, co, k, padding, bias, &dev), hw);
+    }
+
+    fn check_strided(
+        c: usize,
+        co: usize,
+        k: usize,
+        stride: [usize; 2],
+        p: PaddingConfig2d,
+        hw: [usize; 2],
+    ) {
+        let dev = Device::flex().autodiff();
+        let m = Conv2dConfig::new([c, co], [k, k])
+            .with_stride(stride)
+            .with_padding(p)
+            .init(&dev);
+        check_conv(m, hw);
+    }
+
+    /// Forward and all gradients equal burn's own conv2d (same weights, same input).
+    fn check_conv(m: Conv2d, hw: [usize; 2]) {
+        let dev = m.weight.device();
+        let [_, c, _, _] = m.weight.dims();
+        let bias = m.bias.is_some();
         let x = Tensor::<4>::random([2, c, hw[0], hw[1]], Distribution::Normal(0.0, 1.0), &dev)
             .require_grad();
         // The fast path must really be taken, or this test would compare burn with itself.
@@ -495,13 +562,54 @@ mod tests {
     }
 
     #[test]
-    fn strided_conv_falls_back_to_burn() {
+    fn strided_convs_match_burn() {
+        // The SSE stages: stride 2, padding 1, even and odd sizes.
+        check_strided(
+            3,
+            5,
+            3,
+            [2, 2],
+            PaddingConfig2d::Explicit(1, 1, 1, 1),
+            [10, 9],
+        );
+        check_strided(
+            4,
+            3,
+            3,
+            [2, 2],
+            PaddingConfig2d::Explicit(1, 1, 1, 1),
+            [7, 8],
+        );
+        // Stride 3, unequal strides, no padding, 2×2 kernel.
+        check_strided(2, 3, 3, [3, 3], PaddingConfig2d::Valid, [11, 10]);
+        check_strided(
+            3,
+            2,
+            2,
+            [2, 1],
+            PaddingConfig2d::Explicit(0, 1, 1, 0),
+            [9, 6],
+        );
+    }
+
+    #[test]
+    fn dilated_and_grouped_convs_fall_back_to_burn() {
         let dev = Device::flex();
-        let m = Conv2dConfig::new([3, 4], [3, 3])
-            .with_stride([2, 2])
-            .init(&dev);
-        let x = Tensor::<4>::random([1, 3, 8, 8], Distribution::Normal(0.0, 1.0), &dev);
-        assert!(Geom::of(&m, &x).is_none());
-        assert_eq!(max_abs_diff(conv2d(&m, x.clone()), m.forward(x)), 0.0);
+        let x = Tensor::<4>::random([1, 4, 8, 8], Distribution::Normal(0.0, 1.0), &dev);
+        for m in [
+            Conv2dConfig::new([4, 4], [3, 3])
+                .with_dilation([2, 2])
+                .init(&dev),
+            Conv2dConfig::new([4, 4], [3, 3]).with_groups(2).init(&dev),
+            Conv2dConfig::new([4, 4], [3, 3])
+                .with_padding(PaddingConfig2d::Same)
+                .init(&dev),
+        ] {
+            assert!(Geom::of(&m, &x).is_none());
+            assert_eq!(
+                max_abs_diff(conv2d(&m, x.clone()), m.forward(x.clone())),
+                0.0
+            );
+        }
     }
 }
