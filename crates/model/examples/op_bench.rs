@@ -12,7 +12,6 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Distribution, Tensor};
 use tgcnet_model::blocks::resize;
-use tgcnet_model::fastconv;
 
 fn rnd<const D: usize>(shape: [usize; D], dev: &Device) -> Tensor<D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), dev)
@@ -106,10 +105,12 @@ fn main() {
                 &format!("{name} fastconv"),
                 &filter,
                 &mut || {
-                    let _ = fastconv::conv2d(&conv, x.clone()).into_data();
+                    let _ = tgcnet_kernels::conv2d(&conv, x.clone()).into_data();
                 },
                 &mut || {
-                    let g = fastconv::conv2d(&conv_ad, xa.clone()).sum().backward();
+                    let g = tgcnet_kernels::conv2d(&conv_ad, xa.clone())
+                        .sum()
+                        .backward();
                     let _ = xa.grad(&g).map(|t| t.into_data());
                     let _ = conv_ad.weight.val().grad(&g).map(|t| t.into_data());
                 },
@@ -202,6 +203,17 @@ fn main() {
             },
             &mut || {
                 let g = gelu(xa.clone()).sum().backward();
+                let _ = xa.grad(&g).map(|t| t.into_data());
+            },
+        );
+        report(
+            "gelu 197x768 tgcnet-kernels",
+            &filter,
+            &mut || {
+                let _ = tgcnet_kernels::gelu(x.clone()).into_data();
+            },
+            &mut || {
+                let g = tgcnet_kernels::gelu(xa.clone()).sum().backward();
                 let _ = xa.grad(&g).map(|t| t.into_data());
             },
         );

@@ -9,9 +9,9 @@
 
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+use tgcnet_kernels::gelu;
 
 /// Size of one adapter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

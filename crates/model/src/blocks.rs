@@ -40,7 +40,7 @@ impl ConvNormAct {
 
     /// x: [B, C_in, H, W] → [B, C_out, ⌈H/stride⌉, ⌈W/stride⌉]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.norm.forward(crate::fastconv::conv2d(&self.conv, x)))
+        relu(self.norm.forward(tgcnet_kernels::conv2d(&self.conv, x)))
     }
 }
 

@@ -85,7 +85,7 @@ impl Decoder {
             None => resize(x, half),
         };
         let x = self.up2.forward(x);
-        resize(crate::fastconv::conv2d(&self.head, x), image)
+        resize(tgcnet_kernels::conv2d(&self.head, x), image)
     }
 }
 

@@ -12,7 +12,6 @@ pub mod config;
 pub mod date;
 pub mod decoder;
 pub mod error;
-pub mod fastconv;
 pub mod info;
 pub mod knowledge;
 pub mod loss;

@@ -211,7 +211,7 @@ impl FusionLevel {
         match (cnn, &self.gate, &self.alpha) {
             (Some(c), Some(gate), Some(alpha)) => {
                 let channels = alpha.dims()[0];
-                let g = sigmoid(crate::fastconv::conv2d(
+                let g = sigmoid(tgcnet_kernels::conv2d(
                     gate,
                     Tensor::cat(vec![c.clone(), v.clone()], 1),
                 ));

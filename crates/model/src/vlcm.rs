@@ -201,7 +201,7 @@ impl ConcatFusion {
         let [b, _, h, w] = features.dims();
         let dt = sentence.dims()[1];
         let s = sentence.reshape([b, dt, 1, 1]).expand([b, dt, h, w]);
-        crate::fastconv::conv2d(&self.proj, Tensor::cat(vec![features, s], 1))
+        tgcnet_kernels::conv2d(&self.proj, Tensor::cat(vec![features, s], 1))
     }
 }
 

@@ -29,9 +29,10 @@ use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
 use burn_autodiff::grads::Gradients;
 use burn_autodiff::ops::{Backward, Ops, OpsKind};
-use burn_backend::BackendTypes;
-use burn_flex::{Flex, FlexTensor, Layout};
+use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
+
+use crate::{AdTensor, dense, f32s, tensor};
 
 /// The convolution `conv` applied to `x`, through the fast path when it applies (burn-flex, f32,
 /// dilation 1, one group, valid or explicit padding), else `conv.forward(x)`. Same numbers
@@ -161,8 +162,6 @@ fn try_fast(x: Tensor<4>, w: Tensor<4>, geom: Geom) -> Option<Tensor<4>> {
     }
 }
 
-type AdTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
-
 #[derive(Debug)]
 struct ShiftedConvBackward;
 
@@ -206,31 +205,6 @@ fn tracked(x: AdTensor, w: AdTensor, geom: Geom) -> AdTensor {
         }
         OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive(), w.primitive(), &geom)),
     }
-}
-
-/// A contiguous f32 copy (or the tensor itself when it already is one) and its elements.
-fn dense(t: &FlexTensor) -> FlexTensor {
-    t.to_contiguous()
-}
-
-/// The elements of a contiguous f32 tensor, checked against the shape the kernels will index with: the
-/// gemm calls below read through raw pointers, so a wrong length must stop here.
-fn f32s<'a>(t: &'a FlexTensor, len: usize, what: &str) -> &'a [f32] {
-    match t.as_slice::<f32>() {
-        Some(s) if s.len() == len => s,
-        other => panic!(
-            "fastconv: {what} has {:?} f32 elements, expected {len}",
-            other.map(<[f32]>::len)
-        ),
-    }
-}
-
-fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::new(
-        burn_std::Bytes::from_elems(data),
-        Layout::contiguous(burn_std::Shape::new(shape)),
-        DType::F32,
-    )
 }
 
 /// Position of input element (r, c) of a channel in its padded, phase-split copy.
@@ -338,7 +312,7 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
             dst.copy_from_slice(&src[..g.ow]);
         }
     }
-    tensor(y, [g.b, g.co, g.oh, g.ow])
+    tensor(y, &[g.b, g.co, g.oh, g.ow])
 }
 
 /// The output gradient on the wide grid, zeros in the junk columns.
@@ -408,7 +382,7 @@ fn w_grad(x: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
             dw[k * taps + t] = *v;
         }
     }
-    tensor(dw, [g.co, g.c, g.kh, g.kw])
+    tensor(dw, &[g.co, g.c, g.kh, g.kw])
 }
 
 /// dL/dx: dxs[b, :, tap_offset(t) + q] += W_tᵀ · G[b, :, q], then padding and phases are undone.
@@ -454,7 +428,7 @@ fn x_grad(w: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
     } else {
         dxs
     };
-    tensor(dx, [g.b, g.c, g.h, g.w])
+    tensor(dx, &[g.b, g.c, g.h, g.w])
 }
 
 #[cfg(test)]

@@ -1,0 +1,50 @@
+//! CPU kernels for the ops where burn-flex 0.22.1 is far slower than PyTorch on TGC-Net's shapes
+//! (Lin et al., 2025, arXiv 2512.21135; measurements in docs/perf-log.md), each with its own burn-autodiff
+//! backward:
+//! - [`conv2d`]: convolutions as in-place shifted matrix products (burn's weight gradient on flex is a
+//!   per-element loop);
+//! - [`gelu`]: exact GELU with a vectorisable rational erf (flex calls libm's `erff` per element).
+//!
+//! Each function looks at where its tensors live: burn-flex under autodiff, plain burn-flex, or anything
+//! else (wgpu, cuda, other dtypes), which goes to burn's own op. So model code calls these like burn's ops
+//! and stays backend-generic.
+
+pub mod conv;
+pub mod gelu;
+
+pub use conv::conv2d;
+pub use gelu::gelu;
+
+use burn::tensor::DType;
+use burn_autodiff::Autodiff;
+use burn_backend::BackendTypes;
+use burn_flex::{Flex, FlexTensor, Layout};
+
+/// A float tensor of burn-flex under burn-autodiff (the training device `Device::flex().autodiff()`).
+pub(crate) type AdTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
+
+/// A contiguous copy of `t` (the tensor itself when it already is one).
+pub(crate) fn dense(t: &FlexTensor) -> FlexTensor {
+    t.to_contiguous()
+}
+
+/// The elements of a contiguous f32 tensor, checked against the length the kernels will index with: the
+/// gemm calls read through raw pointers, so a wrong length must stop here.
+pub(crate) fn f32s<'a>(t: &'a FlexTensor, len: usize, what: &str) -> &'a [f32] {
+    match t.as_slice::<f32>() {
+        Some(s) if s.len() == len => s,
+        other => panic!(
+            "tgcnet-kernels: {what} has {:?} f32 elements, expected {len}",
+            other.map(<[f32]>::len)
+        ),
+    }
+}
+
+/// A contiguous f32 flex tensor of `shape` holding `data`.
+pub(crate) fn tensor(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::new(
+        burn_std::Bytes::from_elems(data),
+        Layout::contiguous(burn_std::Shape::from(shape.to_vec())),
+        DType::F32,
+    )
+}
