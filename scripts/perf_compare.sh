@@ -3,6 +3,7 @@
 # threads = cores) alternated ROUNDS times per preset on this machine, so both see the same load; the
 # summary takes the median over rounds of each run's median.
 #   scripts/perf_compare.sh OUT_DIR [ROUNDS] [PRESETS...]
+# BASE=/path/to/older/tgcnet adds an earlier tgcnet build to the alternation (before/after of an optimisation).
 set -euo pipefail
 out=${1:?usage: scripts/perf_compare.sh OUT_DIR [ROUNDS] [PRESETS...]}
 rounds=${2:-3}
@@ -13,6 +14,9 @@ export TGCNET=${TGCNET:-$PWD/target/release/tgcnet}
 mkdir -p "$out"
 for p in $presets; do
   for r in $(seq 1 "$rounds"); do
+    if [ -n "${BASE:-}" ]; then
+      "$BASE" bench --preset "$p" --json > "$out/base-$p-$r.json"
+    fi
     "$TGCNET" bench --preset "$p" --json > "$out/rust-$p-$r.json"
     "$py" scripts/reference/bench_ref.py --preset "$p" --device cpu --json > "$out/torch-$p-$r.json"
   done

@@ -51,6 +51,8 @@ for p in presets:
                 peer = ("torch" + i[len("rust"):]).replace("wgpu", "cuda")
                 if peer in vals and vals[peer] and vals[i]:
                     ratios.append(f"{i}/{peer} = {vals[i] / vals[peer]:.2f}x")
+                if vals.get("base") and vals[i]:
+                    ratios.append(f"{i}/base = {vals[i] / vals['base']:.2f}x")
         print(f"| {label} | " + " | ".join(cells) + " | " + ", ".join(ratios) + " |")
     st = {i: runs[(i, p)][0].get("stages") for i in have}
     for i in have:
