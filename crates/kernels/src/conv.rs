@@ -1,6 +1,7 @@
-//! Convolutions on the CPU backend (burn-flex) as shifted matrix products, with their own backward pass. Used by the SSE CNN branch and the decoder of TGC-Net (Lin et al., 2025,
-//! arXiv 2512.21135) through [`conv2d`]; any other backend, dtype or convolution shape goes to burn's
-//! own `Conv2d::forward`, so model code stays backend-generic.
+//! Convolutions on the CPU backend (burn-flex) as shifted matrix products, with their own backward pass.
+//! Used by the SSE CNN branch, the decoder and the 1×1 projections of TGC-Net (Lin et al., 2025,
+//! arXiv 2512.21135) through [`conv2d`]; any other backend, dtype or convolution shape goes to burn's own
+//! `Conv2d::forward`, so model code stays backend-generic.
 //!
 //! Why this exists: burn 0.22.1 computes a convolution's weight gradient with a generic fallback, a
 //! convolution whose *kernel* is the output gradient (112×112 for the decoder's last conv). burn-flex runs
@@ -37,7 +38,7 @@ use crate::{AdTensor, dense, f32s, tensor};
 /// The convolution `conv` applied to `x`, through the fast path when it applies (burn-flex, f32,
 /// dilation 1, one group, valid or explicit padding), else `conv.forward(x)`. Same numbers
 /// either way, up to float summation order.
-/// x: [B, C_in, H, W] → [B, C_out, H + top + bottom − kh + 1, W + left + right − kw + 1]
+/// x: [B, C_in, H, W] → [B, C_out, (H + top + bottom − kh)/sh + 1, (W + left + right − kw)/sw + 1]
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let Some(geom) = Geom::of(conv, &x) else {
         return conv.forward(x);
