@@ -21,6 +21,8 @@
 //! ow + ⌊j/s⌋]: a stride-1 access again, so every tap is still one in-place product (stride 1 is the case
 //! of a single phase, the padded input itself).
 
+use std::borrow::Cow;
+
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Tensor};
@@ -235,6 +237,17 @@ fn split(x: &[f32], g: &Geom) -> Vec<f32> {
     xs
 }
 
+/// The input as the kernels read it: padded and phase-split when the geometry needs it, else x itself.
+/// x: contiguous [B, C, H, W]
+fn prepared<'a>(x: &'a FlexTensor, g: &Geom) -> Cow<'a, [f32]> {
+    let x = f32s(x, g.b * g.c * g.h * g.w, "input");
+    if g.copies_input() {
+        Cow::Owned(split(x, g))
+    } else {
+        Cow::Borrowed(x)
+    }
+}
+
 /// The inverse gather of [`split`]: [B, C, phases, Hq, Wq] → [B, C, H, W] (padding dropped).
 fn merge(xs: &[f32], g: &Geom) -> Vec<f32> {
     let mut x = vec![0.0f32; g.b * g.c * g.h * g.w];
@@ -255,12 +268,56 @@ fn merge(xs: &[f32], g: &Geom) -> Vec<f32> {
     x
 }
 
-/// Parallelism for one gemm call: both cores unless the caller already splits the work.
-fn par(threads: bool) -> gemm::Parallelism {
-    if threads {
+/// A strided matrix operand for [`gemm_acc`]: pointer, column stride, row stride (in elements).
+#[derive(Clone, Copy)]
+struct Mat(*const f32, isize, isize);
+
+/// dst[m×n] = (dst if `accumulate`) + lhs[m×k] · rhs[k×n], dst with column stride 1 and row stride `dst_rs`;
+/// on all threads when `threads`, else on the calling one (the caller already splits the work).
+///
+/// # Safety
+/// Every element the shapes and strides address must lie inside its allocation, and dst must not overlap
+/// lhs or rhs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_acc(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+    threads: bool,
+) {
+    let parallelism = if threads {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
+    };
+    // SAFETY: forwarded to the caller (see above).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.0,
+            lhs.1,
+            lhs.2,
+            rhs.0,
+            rhs.1,
+            rhs.2,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
 }
 
@@ -268,15 +325,8 @@ fn par(threads: bool) -> gemm::Parallelism {
 /// x: [B, C, H, W], w: [Co, C, kh, kw] → [B, Co, OH, OW]
 fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
     let (x, w) = (dense(x), dense(w));
-    let x = f32s(&x, g.b * g.c * g.h * g.w, "input");
+    let xs = prepared(&x, g);
     let w = f32s(&w, g.co * g.c * g.taps(), "weight");
-    let copy;
-    let xs: &[f32] = if g.copies_input() {
-        copy = split(x, g);
-        &copy
-    } else {
-        x
-    };
     let (taps, chan, wide, span) = (g.taps(), g.chan(), g.wide(), g.span());
     let mut y = vec![0.0f32; g.b * g.co * g.oh * g.ow];
     let mut y_wide = vec![0.0f32; g.co * wide];
@@ -286,26 +336,20 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
             // co·C·taps + c·taps + t < w.len(). rhs reads xs[b, c, tap_offset(t) + q] for c < C, q < span,
             // inside channel c of image b (see `Geom::tap_offset`), and xs holds B·C·chan elements.
             unsafe {
-                gemm::gemm(
+                gemm_acc(
                     g.co,
                     span,
                     g.c,
                     y_wide.as_mut_ptr(),
-                    1,
-                    wide as isize,
+                    wide,
                     t > 0,
-                    w.as_ptr().add(t),
-                    taps as isize,
-                    (g.c * taps) as isize,
-                    xs.as_ptr().add(b * g.c * chan + g.tap_offset(t)),
-                    1,
-                    chan as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    par(true),
+                    Mat(w.as_ptr().add(t), taps as isize, (g.c * taps) as isize),
+                    Mat(
+                        xs.as_ptr().add(b * g.c * chan + g.tap_offset(t)),
+                        1,
+                        chan as isize,
+                    ),
+                    true,
                 );
             }
         }
@@ -332,14 +376,7 @@ fn widen(grad: &FlexTensor, g: &Geom) -> Vec<f32> {
 /// → [Co, C, kh, kw]
 fn w_grad(x: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
     let x = dense(x);
-    let x = f32s(&x, g.b * g.c * g.h * g.w, "input");
-    let copy;
-    let xs: &[f32] = if g.copies_input() {
-        copy = split(x, g);
-        &copy
-    } else {
-        x
-    };
+    let xs = prepared(&x, g);
     let (taps, chan, wide, span) = (g.taps(), g.chan(), g.wide(), g.span());
     let mut per_tap = vec![0.0f32; taps * g.co * g.c];
     // Taps are independent: one per thread; a lone tap (1×1 conv) lets gemm use the threads.
@@ -352,26 +389,20 @@ fn w_grad(x: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
                 // SAFETY: dst is [Co, C] row-major. lhs reads g_wide[b, co, q] for q < span ≤ wide.
                 // rhs reads xs[b, c, tap_offset(t) + q], in bounds as in `forward`.
                 unsafe {
-                    gemm::gemm(
+                    gemm_acc(
                         g.co,
                         g.c,
                         span,
                         dst.as_mut_ptr(),
-                        1,
-                        g.c as isize,
+                        g.c,
                         b > 0,
-                        g_wide.as_ptr().add(b * g.co * wide),
-                        1,
-                        wide as isize,
-                        xs.as_ptr().add(b * g.c * chan + g.tap_offset(t)),
-                        chan as isize,
-                        1,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        par(threads_in_gemm),
+                        Mat(g_wide.as_ptr().add(b * g.co * wide), 1, wide as isize),
+                        Mat(
+                            xs.as_ptr().add(b * g.c * chan + g.tap_offset(t)),
+                            chan as isize,
+                            1,
+                        ),
+                        threads_in_gemm,
                     );
                 }
             }
@@ -400,26 +431,16 @@ fn x_grad(w: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
             // of `forward`. lhs reads w[co, c, i, j] as there (transposed strides). rhs reads
             // g_wide[b, co, q], q < span ≤ wide.
             unsafe {
-                gemm::gemm(
+                gemm_acc(
                     g.c,
                     span,
                     g.co,
                     dxs.as_mut_ptr().add(b * g.c * chan + g.tap_offset(t)),
-                    1,
-                    chan as isize,
+                    chan,
                     true,
-                    w.as_ptr().add(t),
-                    (g.c * taps) as isize,
-                    taps as isize,
-                    g_wide.as_ptr().add(b * g.co * wide),
-                    1,
-                    wide as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    par(true),
+                    Mat(w.as_ptr().add(t), (g.c * taps) as isize, taps as isize),
+                    Mat(g_wide.as_ptr().add(b * g.co * wide), 1, wide as isize),
+                    true,
                 );
             }
         }
