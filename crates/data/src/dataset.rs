@@ -356,15 +356,17 @@ fn push(splits: &mut BTreeMap<String, Vec<Sample>>, split: &str, s: Sample) {
 }
 
 /// One sample per row of an `Image` + `Description` table (LViT xlsx, GuideDecoder CSV); the image
-/// column may name the image or its `mask_` file.
+/// column (found under one of `image_columns`) may name the image or its `mask_` file.
 fn push_rows(
     splits: &mut BTreeMap<String, Vec<Sample>>,
     split: &str,
     table: &Table,
-    (c_img, c_txt): (usize, usize),
+    image_columns: &[&str],
     index: &mut DirIndex,
     (img_dir, mask_dir): (&Path, &Path),
-) {
+) -> Result<()> {
+    let c_img = table.require(image_columns)?;
+    let c_txt = table.require(&["Description", "Text", "Caption"])?;
     for (row_no, row) in &table.rows {
         let img_name = get(row, Some(c_img));
         let caption = row.get(c_txt).cloned().unwrap_or_default();
@@ -387,6 +389,7 @@ fn push_rows(
             },
         );
     }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -678,8 +681,6 @@ fn read_lvit(path: &Path) -> Result<(PathBuf, BTreeMap<String, Vec<Sample>>)> {
         let name = file_name(&file);
         let split_raw = name[..name.len() - "_text.xlsx".len()].to_string();
         let table = read_xlsx(&file)?;
-        let c_img = table.require(&["Image", "image", "Image_name", "Filename"])?;
-        let c_txt = table.require(&["Description", "Text", "Caption"])?;
         let folder = find_ci(&root, &format!("{split_raw}_Folder"))
             .unwrap_or_else(|| root.join(format!("{split_raw}_Folder")));
         let img_dir = find_ci(&folder, "img").unwrap_or_else(|| folder.join("img"));
@@ -689,10 +690,10 @@ fn read_lvit(path: &Path) -> Result<(PathBuf, BTreeMap<String, Vec<Sample>>)> {
             &mut splits,
             &split_raw,
             &table,
-            (c_img, c_txt),
+            &["Image", "image", "Image_name", "Filename"],
             &mut index,
             dirs,
-        );
+        )?;
     }
     Ok((root, splits))
 }
@@ -738,17 +739,15 @@ fn read_guidedecoder(path: &Path) -> Result<(PathBuf, BTreeMap<String, Vec<Sampl
         let img_dir = find_ci(&base, "Images").unwrap_or_else(|| base.join("Images"));
         let mask_dir = find_ci(&base, "GTs").unwrap_or_else(|| base.join("GTs"));
         let table = read_csv(&file)?;
-        let c_img = table.require(&["Image", "image"])?;
-        let c_txt = table.require(&["Description", "Text", "Caption"])?;
         let dirs = (img_dir.as_path(), mask_dir.as_path());
         push_rows(
             &mut splits,
             &split_raw,
             &table,
-            (c_img, c_txt),
+            &["Image", "image"],
             &mut index,
             dirs,
-        );
+        )?;
     }
     Ok((root, splits))
 }
