@@ -54,11 +54,11 @@ for p in presets:
                 if vals.get("base") and vals[i]:
                     ratios.append(f"{i}/base = {vals[i] / vals['base']:.2f}x")
         print(f"| {label} | " + " | ".join(cells) + " | " + ", ".join(ratios) + " |")
-    st = {i: runs[(i, p)][0].get("stages") for i in have}
-    for i in have:
-        if st[i]:
-            sm = {s["stage"]: [] for s in st[i]}
+    for key, what in [("stages", "batch-1 stages"), ("train_phases", "train-step phases")]:
+        for i in have:
+            sm = {}
             for r in runs[(i, p)]:
-                for s in r.get("stages", []):
+                for s in r.get(key) or []:
                     sm.setdefault(s["stage"], []).append(s["median_ms"])
-            print(f"\n{i} batch-1 stages (ms): " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in sm.items()))
+            if sm:
+                print(f"\n{i} {what} (ms): " + ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in sm.items()))

@@ -224,6 +224,7 @@ def main():
 
     # Training step: forward, loss, backward, clipping, AdamW.
     train_step = peak_rss_train_mb = peak_gpu_train_mb = None
+    train_phases = []
     if not a.no_train:
         reset_peak_rss()
         if device.type == "cuda":
@@ -234,19 +235,31 @@ def main():
         params = [p for p in model.parameters() if p.requires_grad]
         optim = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
         totals = []
+        phase_ms = [[], [], [], []]
         for i in range(a.warmup + repeats):
             sync(device)
             t0 = time.perf_counter()
             optim.zero_grad(set_to_none=True)
             logits, sims = model(x, text)
+            sync(device)
+            t1 = time.perf_counter()
             total, _, _, _ = ref.tgcnet_loss(cfg["loss"], logits, sims, mask)
+            sync(device)
+            t2 = time.perf_counter()
             total.backward()
+            sync(device)
+            t3 = time.perf_counter()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optim.step()
             sync(device)
+            t4 = time.perf_counter()
             if i >= a.warmup:
-                totals.append((time.perf_counter() - t0) * 1e3)
+                totals.append((t4 - t0) * 1e3)
+                for v, (u, w) in zip(phase_ms, [(t0, t1), (t1, t2), (t2, t3), (t3, t4)]):
+                    v.append((w - u) * 1e3)
         train_step = timing(totals)
+        train_phases = [{"stage": n, "median_ms": statistics.median(v)}
+                        for n, v in zip(["forward", "loss", "backward", "optimizer (clip + AdamW)"], phase_ms)]
         peak_rss_train_mb = peak_rss_mb()
         if device.type == "cuda":
             peak_gpu_train_mb = torch.cuda.max_memory_allocated(device) / 2**20
@@ -267,6 +280,7 @@ def main():
         "images_per_s": images_per_s,
         "train_batch": a.train_batch,
         "train_step": train_step,
+        "train_phases": train_phases,
         "peak_rss_inference_mb": peak_rss_inference_mb,
         "peak_rss_train_mb": peak_rss_train_mb,
         "framework": f"pytorch {torch.__version__}",
@@ -290,6 +304,8 @@ def main():
         print(f"  {st['stage']:<32} {st['median_ms']:9.1f} ms")
     print(f"inference, batch {a.throughput_batch:<2}     {t(inference_throughput)}  = {images_per_s:.1f} images/s")
     print(f"train step, batch {a.train_batch:<2}    {t(train_step)}" if train_step else "train step: skipped")
+    for st in train_phases:
+        print(f"  {st['stage']:<32} {st['median_ms']:9.1f} ms")
     line = f"peak RSS: inference {mb(peak_rss_inference_mb)}, training {mb(peak_rss_train_mb)}"
     if device.type == "cuda":
         line += f"; peak GPU: inference {mb(peak_gpu_inference_mb)}, training {mb(peak_gpu_train_mb)}"

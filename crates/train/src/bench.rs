@@ -106,6 +106,8 @@ pub struct BenchReport {
     pub images_per_s: f64,
     pub train_batch: usize,
     pub train_step: Option<Timing>,
+    /// Median time of each phase of the training step (forward, loss, backward, optimizer).
+    pub train_phases: Vec<StageTime>,
     pub peak_rss_inference_mb: Option<f64>,
     pub peak_rss_train_mb: Option<f64>,
 }
@@ -224,8 +226,8 @@ pub fn bench(
     drop(eval_model);
 
     // Training step: forward, loss, backward, AdamW update.
-    let (train_step, peak_rss_train_mb) = if opts.skip_train {
-        (None, None)
+    let (train_step, train_phases, peak_rss_train_mb) = if opts.skip_train {
+        (None, Vec::new(), None)
     } else {
         reset_peak_rss();
         let text = encoder.encode(&captions(opts.train_batch), &train_dev)?;
@@ -239,21 +241,44 @@ pub fn bench(
         let mut optim = AdamW::new(&TrainConfig::default());
         let mut model = model;
         let mut total = Vec::new();
+        let mut phases: [Vec<f64>; 4] = Default::default();
         for i in 0..opts.warmup + opts.repeats {
             sync(&train_dev)?;
             let t0 = Instant::now();
             let out = model.forward(x.clone(), &text);
+            // Synchronising between phases costs nothing on the CPU; on a GPU it splits the queue.
+            sync(&train_dev)?;
+            let t1 = Instant::now();
             let loss = loss_fn.forward(out.logits, &out.sim_maps, mask.clone());
+            sync(&train_dev)?;
+            let t2 = Instant::now();
             let grads = loss.total.backward();
+            sync(&train_dev)?;
+            let t3 = Instant::now();
             let (m, _) = optim.step(model, &grads, 1e-4);
             model = m;
             // Asynchronous backends (GPU) queue the update: wait for it to finish.
             sync(&train_dev)?;
             if i >= opts.warmup {
                 total.push(ms_since(t0));
+                for (v, (a, b)) in
+                    phases
+                        .iter_mut()
+                        .zip([(t0, t1), (t1, t2), (t2, t3), (t3, Instant::now())])
+                {
+                    v.push((b - a).as_secs_f64() * 1e3);
+                }
             }
         }
-        (Some(Timing::from_ms(total)), peak_rss_mb())
+        let phases = ["forward", "loss", "backward", "optimizer (clip + AdamW)"]
+            .into_iter()
+            .zip(phases)
+            .map(|(stage, v)| StageTime {
+                stage: stage.to_string(),
+                median_ms: Timing::from_ms(v).median_ms,
+            })
+            .collect();
+        (Some(Timing::from_ms(total)), phases, peak_rss_mb())
     };
 
     Ok(BenchReport {
@@ -271,6 +296,7 @@ pub fn bench(
         images_per_s,
         train_batch: opts.train_batch,
         train_step,
+        train_phases,
         peak_rss_inference_mb,
         peak_rss_train_mb,
     })
@@ -315,6 +341,9 @@ impl std::fmt::Display for BenchReport {
             Some(x) => writeln!(f, "train step, batch {:<2}    {}", self.train_batch, t(x))?,
             None => writeln!(f, "train step: skipped")?,
         }
+        for s in &self.train_phases {
+            writeln!(f, "  {:<32} {:9.1} ms", s.stage, s.median_ms)?;
+        }
         write!(
             f,
             "peak RSS: inference {}, training {}",
@@ -351,6 +380,14 @@ mod tests {
         let stage_sum: f64 = r.stages.iter().map(|s| s.median_ms).sum();
         // The stages partition the forward pass (up to timer overhead and reading the logits back).
         assert!(stage_sum <= r.inference_latency.max_ms * 1.5 + 1.0, "{r}");
+        // The training phases partition the step the same way.
+        assert_eq!(r.train_phases.len(), 4, "{:?}", r.train_phases);
+        let phase_sum: f64 = r.train_phases.iter().map(|s| s.median_ms).sum();
+        let step = r.train_step.as_ref().expect("train step");
+        assert!(
+            phase_sum > 0.0 && phase_sum <= step.max_ms * 1.5 + 1.0,
+            "{r}"
+        );
         println!("{r}");
     }
 }
