@@ -7,9 +7,8 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::Device;
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use tgcnet_kernels::gelu;
+use tgcnet_kernels::{attention, gelu, layer_norm};
 
 use crate::config::Activation;
 
@@ -51,7 +50,7 @@ impl ClipAttention {
             softcap: None,
             is_causal: causal,
         };
-        let o = attention(q, k, v, None, None, options);
+        let o = attention(q, k, v, None, options);
         self.out_proj.forward(o.swap_dims(1, 2).reshape([b, l, d]))
     }
 }
@@ -83,12 +82,17 @@ pub struct ClipEncoderLayer {
     pub layer_norm1: LayerNorm,
     pub mlp: ClipMlp,
     pub layer_norm2: LayerNorm,
+    /// The layer norms' epsilon (burn keeps the module's own private; the fused kernel needs it).
+    pub ln_eps: f64,
 }
 
 impl ClipEncoderLayer {
+    /// x: [B, L, D] → [B, L, D]
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), causal);
-        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+        let ln1 = layer_norm(&self.layer_norm1, x.clone(), self.ln_eps);
+        let x = x + self.self_attn.forward(ln1, causal);
+        let ln2 = layer_norm(&self.layer_norm2, x.clone(), self.ln_eps);
+        x + self.mlp.forward(ln2)
     }
 }
 
@@ -125,6 +129,7 @@ impl ClipEncoder {
                     quick_gelu: act == Activation::QuickGelu,
                 },
                 layer_norm2: ln(),
+                ln_eps: eps,
             })
             .collect();
         Self { layers }

@@ -18,6 +18,8 @@ pub struct ClipTextTransformer {
     pub embeddings: ClipTextEmbeddings,
     pub encoder: ClipEncoder,
     pub final_layer_norm: LayerNorm,
+    /// `final_layer_norm`'s epsilon (burn keeps the module's own private; the fused kernel needs it).
+    pub ln_eps: f64,
 }
 
 /// What the text tower returns.
@@ -50,6 +52,7 @@ impl ClipTextTransformer {
             final_layer_norm: LayerNormConfig::new(t.width)
                 .with_epsilon(cfg.layer_norm_eps)
                 .init(device),
+            ln_eps: cfg.layer_norm_eps,
         }
     }
 
@@ -62,7 +65,7 @@ impl ClipTextTransformer {
         let x = self.embeddings.token_embedding.forward(ids.clone())
             + self.embeddings.position_embedding.forward(pos);
         let out = self.encoder.forward(x, true, &[], hook);
-        let tokens = self.final_layer_norm.forward(out.last);
+        let tokens = tgcnet_kernels::layer_norm(&self.final_layer_norm, out.last, self.ln_eps);
         let d = tokens.dims()[2];
         let eot = ids.argmax(1); // [B, 1]
         let index = eot.clone().reshape([b, 1, 1]).expand([b, 1, d]);

@@ -66,6 +66,8 @@ pub struct ClipVisionTransformer {
     pub pre_layrnorm: LayerNorm,
     pub encoder: ClipEncoder,
     pub post_layernorm: LayerNorm,
+    /// The layer norms' epsilon (burn keeps the module's own private; the fused kernel needs it).
+    pub ln_eps: f64,
 }
 
 /// What the vision tower returns.
@@ -114,6 +116,7 @@ impl ClipVisionTransformer {
                 device,
             ),
             post_layernorm: ln(),
+            ln_eps: cfg.layer_norm_eps,
         }
     }
 
@@ -126,13 +129,17 @@ impl ClipVisionTransformer {
     ) -> VisionOutput {
         let [_, _, h, w] = pixels.dims();
         let p = self.embeddings.patch_size;
-        let x = self.pre_layrnorm.forward(self.embeddings.forward(pixels));
+        let x = tgcnet_kernels::layer_norm(
+            &self.pre_layrnorm,
+            self.embeddings.forward(pixels),
+            self.ln_eps,
+        );
         let out = self.encoder.forward(x, false, taps, hook);
         let [b, _, d] = out.last.dims();
         let cls = out.last.clone().narrow(1, 0, 1).reshape([b, d]);
         VisionOutput {
             taps: out.taps,
-            pooled: self.post_layernorm.forward(cls),
+            pooled: tgcnet_kernels::layer_norm(&self.post_layernorm, cls, self.ln_eps),
             last_hidden: out.last,
             grid: (h / p, w / p),
         }

@@ -3,7 +3,9 @@
 //! backward:
 //! - [`conv2d`]: convolutions as in-place shifted matrix products (burn's weight gradient on flex is a
 //!   per-element loop);
-//! - [`gelu`]: exact GELU with a vectorisable rational erf (flex calls libm's `erff` per element).
+//! - [`gelu`]: exact GELU with a vectorisable rational erf (flex calls libm's `erff` per element);
+//! - [`layer_norm`], [`group_norm_relu`], [`softmax`] and [`attention`]: one graph node each under
+//!   autodiff, where burn differentiates their decompositions (five to nine nodes, a full-size tensor each).
 //!
 //! Each function looks at where its tensors live: burn-flex under autodiff, plain burn-flex, or anything
 //! else (wgpu, cuda, other dtypes), which goes to burn's own op. So model code calls these like burn's ops
@@ -11,9 +13,13 @@
 
 pub mod conv;
 pub mod gelu;
+pub mod norm;
+pub mod softmax;
 
 pub use conv::conv2d;
 pub use gelu::gelu;
+pub use norm::{group_norm_relu, layer_norm};
+pub use softmax::{attention, softmax};
 
 use burn::tensor::DType;
 use burn_autodiff::Autodiff;

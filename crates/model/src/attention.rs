@@ -5,9 +5,9 @@
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
+use tgcnet_kernels::attention;
 
 #[derive(Module, Debug)]
 pub struct CrossAttention {
@@ -60,7 +60,7 @@ impl CrossAttention {
             softcap: None,
             is_causal: false,
         };
-        let o = attention(q, k, v, mask, None, options);
+        let o = attention(q, k, v, mask, options);
         self.out_proj
             .forward(o.swap_dims(1, 2).reshape([b, nq, dim]))
     }

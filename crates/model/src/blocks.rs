@@ -7,8 +7,11 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
+
+/// Epsilon of TGC-Net's own layer norms (SSE, VLCM): PyTorch's default. Passed to the fused kernel,
+/// which cannot read it back from burn's module.
+pub const LN_EPS: f64 = 1e-5;
 
 /// Number of GroupNorm groups for `channels`: 8 when it divides (the usual choice), else the largest of
 /// 4, 2, 1 that does.
@@ -40,7 +43,7 @@ impl ConvNormAct {
 
     /// x: [B, C_in, H, W] → [B, C_out, ⌈H/stride⌉, ⌈W/stride⌉]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.norm.forward(tgcnet_kernels::conv2d(&self.conv, x)))
+        tgcnet_kernels::group_norm_relu(&self.norm, tgcnet_kernels::conv2d(&self.conv, x))
     }
 }
 

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tgcnet_clip::ClipVisionTransformer;
 
 use crate::adapter::{AdapterConfig, AdapterStack};
-use crate::blocks::{DoubleConv, resize, tokens_to_map};
+use crate::blocks::{DoubleConv, LN_EPS, resize, tokens_to_map};
 
 /// Switches and sizes of SSE.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,7 +187,9 @@ pub struct FusionLevel {
 impl FusionLevel {
     pub fn new(vit_width: usize, channels: usize, with_cnn: bool, device: &Device) -> Self {
         Self {
-            norm: LayerNormConfig::new(vit_width).init(device),
+            norm: LayerNormConfig::new(vit_width)
+                .with_epsilon(LN_EPS)
+                .init(device),
             proj: LinearConfig::new(vit_width, channels).init(device),
             gate: with_cnn
                 .then(|| Conv2dConfig::new([2 * channels, channels], [1, 1]).init(device)),
@@ -206,7 +208,9 @@ impl FusionLevel {
     ) -> Tensor<4> {
         let [b, n, d] = tap.dims();
         let patches = tap.narrow(1, 1, n - 1).reshape([b, n - 1, d]);
-        let v = self.proj.forward(self.norm.forward(patches));
+        let v = self
+            .proj
+            .forward(tgcnet_kernels::layer_norm(&self.norm, patches, LN_EPS));
         let v = resize(tokens_to_map(v, grid.0, grid.1), size);
         match (cnn, &self.gate, &self.alpha) {
             (Some(c), Some(gate), Some(alpha)) => {

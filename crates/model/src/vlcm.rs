@@ -24,8 +24,9 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::attention::CrossAttention;
-use crate::blocks::{map_to_tokens, tokens_to_map};
+use crate::blocks::{LN_EPS, map_to_tokens, tokens_to_map};
 use crate::date::TextFeatures;
+use tgcnet_kernels::layer_norm;
 
 /// Switches and sizes of VLCM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,7 +109,7 @@ impl Vlcm {
     /// channels: the level's C; text_width: Dt.
     pub fn new(cfg: &VlcmConfig, channels: usize, text_width: usize, device: &Device) -> Self {
         let d = cfg.dim;
-        let ln = || LayerNormConfig::new(d).init(device);
+        let ln = || LayerNormConfig::new(d).with_epsilon(LN_EPS).init(device);
         let zero = || {
             LinearConfig::new(d, d)
                 .with_initializer(Initializer::Zeros)
@@ -158,14 +159,14 @@ impl Vlcm {
 
         let x = x.clone()
             + self.pixels_from_text.forward(
-                self.pixel_norm.forward(x),
-                self.text_norm.forward(t.clone()),
+                layer_norm(&self.pixel_norm, x, LN_EPS),
+                layer_norm(&self.text_norm, t.clone(), LN_EPS),
                 Some(text.padding.clone()),
             );
         let t = t.clone()
             + self.text_from_pixels.forward(
-                self.text_query_norm.forward(t),
-                self.pixel_context_norm.forward(x.clone()),
+                layer_norm(&self.text_query_norm, t, LN_EPS),
+                layer_norm(&self.pixel_context_norm, x.clone(), LN_EPS),
                 None,
             );
         let index = text.eot.clone().reshape([b, 1, 1]).expand([b, 1, d]);
