@@ -5,17 +5,20 @@
 //!   per-element loop);
 //! - [`gelu`]: exact GELU with a vectorisable rational erf (flex calls libm's `erff` per element);
 //! - [`layer_norm`], [`group_norm_relu`], [`softmax`] and [`attention`]: one graph node each under
-//!   autodiff, where burn differentiates their decompositions (five to nine nodes, a full-size tensor each).
+//!   autodiff, where burn differentiates their decompositions (five to nine nodes, a full-size tensor each);
+//! - [`adamw`]: the optimizer update in one pass instead of about fifteen.
 //!
 //! Each function looks at where its tensors live: burn-flex under autodiff, plain burn-flex, or anything
 //! else (wgpu, cuda, other dtypes), which goes to burn's own op. So model code calls these like burn's ops
 //! and stays backend-generic.
 
+pub mod adamw;
 pub mod conv;
 pub mod gelu;
 pub mod norm;
 pub mod softmax;
 
+pub use adamw::{AdamWStep, adamw};
 pub use conv::conv2d;
 pub use gelu::gelu;
 pub use norm::{group_norm_relu, layer_norm};

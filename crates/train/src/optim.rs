@@ -9,6 +9,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::Gradients;
 use burn::tensor::{Device, Tensor, TensorData};
 use tgcnet_clip::weights::HostTensor;
+use tgcnet_kernels::{AdamWStep, adamw};
 
 use crate::config::TrainConfig;
 
@@ -85,19 +86,22 @@ impl ModuleMapper for Stepper<'_> {
         let shape = tensor.dims();
         let n: usize = shape.iter().product();
         let p = tensor.inner().reshape([n]);
-        let g = grad.reshape([n]) * self.scale;
         let o = &mut *self.opt;
-        let t = (o.step + 1) as i32;
         let st = o.state.remove(&key).unwrap_or_else(|| Moments {
             m: p.zeros_like(),
             v: p.zeros_like(),
         });
-        let m = st.m * o.beta1 + g.clone() * (1.0 - o.beta1);
-        let v = st.v * o.beta2 + g.powi_scalar(2) * (1.0 - o.beta2);
-        let mhat = m.clone() / (1.0 - o.beta1.powi(t));
-        let vhat = v.clone() / (1.0 - o.beta2.powi(t));
-        let update = mhat / (vhat.sqrt() + o.eps) + p.clone() * o.weight_decay;
-        let new = (p - update * self.lr).reshape(shape);
+        let step = AdamWStep {
+            lr: self.lr,
+            beta1: o.beta1,
+            beta2: o.beta2,
+            eps: o.eps,
+            weight_decay: o.weight_decay,
+            t: (o.step + 1) as i32,
+            grad_scale: self.scale,
+        };
+        let (new, m, v) = adamw(p, grad.reshape([n]), st.m, st.v, &step);
+        let new = new.reshape(shape);
         o.state.insert(key, Moments { m, v });
         let new = Tensor::from_inner(new).require_grad();
         Param::from_mapped_value(id, new, mapper)
