@@ -52,7 +52,9 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
+    // The whole command runs on a pool thread (tgcnet_kernels::threads): the tensor ops' parallel loops
+    // then run in place instead of waking the pool once per op.
+    let result = tgcnet_kernels::on_pool(|| match cli.command {
         Command::Tokenize(a) => clip_cmd::tokenize(a),
         Command::Embed(a) => clip_cmd::embed(a),
         Command::Data(c) => data_cmd::run(c),
@@ -64,7 +66,7 @@ fn main() {
         Command::Info(a) => info_cmd::run(a),
         Command::Bench(a) => bench_cmd::run(a),
         Command::Knowledge(c) => knowledge_cmd::run(c),
-    };
+    });
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {

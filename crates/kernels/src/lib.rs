@@ -17,12 +17,14 @@ pub mod conv;
 pub mod gelu;
 pub mod norm;
 pub mod softmax;
+pub mod threads;
 
 pub use adamw::{AdamWStep, adamw};
 pub use conv::conv2d;
 pub use gelu::gelu;
 pub use norm::{group_norm_relu, layer_norm};
 pub use softmax::{attention, softmax};
+pub use threads::on_pool;
 
 use burn::tensor::DType;
 use burn_autodiff::Autodiff;
