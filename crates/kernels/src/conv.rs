@@ -35,7 +35,7 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
-use crate::{AdTensor, dense, f32s, tensor};
+use crate::{AdTensor, Mat, dense, f32s, gemm_acc, tensor};
 
 /// The convolution `conv` applied to `x`, through the fast path when it applies (burn-flex, f32,
 /// dilation 1, one group, valid or explicit padding), else `conv.forward(x)`. Same numbers
@@ -268,59 +268,6 @@ fn merge(xs: &[f32], g: &Geom) -> Vec<f32> {
     x
 }
 
-/// A strided matrix operand for [`gemm_acc`]: pointer, column stride, row stride (in elements).
-#[derive(Clone, Copy)]
-struct Mat(*const f32, isize, isize);
-
-/// dst[m×n] = (dst if `accumulate`) + lhs[m×k] · rhs[k×n], dst with column stride 1 and row stride `dst_rs`;
-/// on all threads when `threads`, else on the calling one (the caller already splits the work).
-///
-/// # Safety
-/// Every element the shapes and strides address must lie inside its allocation, and dst must not overlap
-/// lhs or rhs.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_acc(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: Mat,
-    rhs: Mat,
-    threads: bool,
-) {
-    let parallelism = if threads {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: forwarded to the caller (see above).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.0,
-            lhs.1,
-            lhs.2,
-            rhs.0,
-            rhs.1,
-            rhs.2,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
 /// y = conv(x, w) for one batch.
 /// x: [B, C, H, W], w: [Co, C, kh, kw] → [B, Co, OH, OW]
 fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
@@ -349,6 +296,7 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
                         1,
                         chan as isize,
                     ),
+                    1.0,
                     true,
                 );
             }
@@ -402,6 +350,7 @@ fn w_grad(x: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
                             chan as isize,
                             1,
                         ),
+                        1.0,
                         threads_in_gemm,
                     );
                 }
@@ -440,6 +389,7 @@ fn x_grad(w: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
                     true,
                     Mat(w.as_ptr().add(t), (g.c * taps) as isize, taps as isize),
                     Mat(g_wide.as_ptr().add(b * g.co * wide), 1, wide as isize),
+                    1.0,
                     true,
                 );
             }

@@ -13,17 +13,20 @@
 //! and stays backend-generic.
 
 pub mod adamw;
+pub mod attention;
 pub mod conv;
 pub mod gelu;
 pub mod norm;
+pub mod simd;
 pub mod softmax;
 pub mod threads;
 
 pub use adamw::{AdamWStep, adamw};
+pub use attention::attention;
 pub use conv::conv2d;
 pub use gelu::gelu;
 pub use norm::{group_norm_relu, layer_norm};
-pub use softmax::{attention, softmax};
+pub use softmax::softmax;
 pub use threads::on_pool;
 
 use burn::tensor::DType;
@@ -58,4 +61,58 @@ pub(crate) fn tensor(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
         Layout::contiguous(burn_std::Shape::from(shape.to_vec())),
         DType::F32,
     )
+}
+
+/// A strided matrix operand for [`gemm_acc`]: pointer, column stride, row stride (in elements).
+#[derive(Clone, Copy)]
+pub(crate) struct Mat(pub(crate) *const f32, pub(crate) isize, pub(crate) isize);
+
+/// dst[m×n] = (dst if `accumulate`) + beta · lhs[m×k] · rhs[k×n], dst with column stride 1 and row stride `dst_rs`;
+/// on all threads when `threads`, else on the calling one (the caller already splits the work).
+///
+/// # Safety
+/// Every element the shapes and strides address must lie inside its allocation, and dst must not overlap
+/// lhs or rhs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_acc(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+    beta: f32,
+    threads: bool,
+) {
+    let parallelism = if threads {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: forwarded to the caller (see above).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.0,
+            lhs.1,
+            lhs.2,
+            rhs.0,
+            rhs.1,
+            rhs.2,
+            1.0,
+            beta,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
 }

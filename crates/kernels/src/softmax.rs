@@ -1,17 +1,12 @@
-//! Softmax over the last axis with its own backward, and scaled dot-product attention (Vaswani et al.,
-//! 2017) built on it for training.
+//! Softmax over the last axis with its own backward (attention has its own kernel, `attention.rs`).
 //!
 //! burn-autodiff 0.22.1 differentiates softmax through its decomposition (max, subtract, exp, sum,
-//! divide: five graph nodes, and the exp is evaluated again in the backward), and attention through
-//! burn's fallback (matmul, scale, mask, a NaN-safe softmax of seven nodes, matmul). Here softmax is one
-//! node: y = softmax(x) forward, dx = y·(g − Σ g·y) backward, from the kept output. A row whose entries
-//! are all −∞ (every key masked) gives zeros, as burn's NaN-safe attention does.
-//! Inference on burn-flex keeps flex's fused attention; other backends use burn's ops.
+//! divide: five graph nodes, and the exp is evaluated again in the backward). Here softmax is one node:
+//! y = softmax(x) forward, dx = y·(g − Σ g·y) backward, from the kept output. A row whose entries are all
+//! −∞ gives zeros. The exponential is the vectorised one of `simd.rs`.
 
 use burn::tensor::activation;
-use burn::tensor::module::attention as burn_attention;
-use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, DType, Tensor};
+use burn::tensor::{DType, Tensor};
 use burn_autodiff::Autodiff;
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::NoCheckpointing;
@@ -20,6 +15,7 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
+use crate::simd::{dispatch, exp};
 use crate::{AdTensor, dense, f32s, tensor};
 
 /// Elements per parallel task (whole rows).
@@ -38,37 +34,42 @@ pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     activation::softmax(x, D - 1)
 }
 
-/// Scaled dot-product attention, `softmax(q·kᵀ·scale, masked)·v`, as burn's `module::attention`.
-/// q: [B, H, Nq, Dh], k: [B, H, Nk, Dh], v: [B, H, Nk, Dv], mask: [B, H, Nq, Nk] (true = hidden) →
-/// [B, H, Nq, Dv]
-pub fn attention(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    mask: Option<Tensor<4, Bool>>,
-    options: AttentionModuleOptions,
-) -> Tensor<4> {
-    let training_flex = q.dtype() == DType::F32
-        && q.clone().try_into_primitive::<Autodiff<Flex>>().is_ok()
-        && options.softcap.is_none();
-    if !training_flex {
-        return burn_attention(q, k, v, mask, None, options);
+/// Softmax of one row in place; a row of −∞ becomes zeros. Sixteen lanes of max and sum, so that the
+/// loops vectorise (a single float accumulator cannot be reordered by the compiler).
+#[inline(always)]
+pub(crate) fn softmax_row(row: &mut [f32]) {
+    const L: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; L];
+    let mut chunks = row.chunks_exact(L);
+    for c in &mut chunks {
+        for l in 0..L {
+            lanes[l] = if c[l] > lanes[l] { c[l] } else { lanes[l] };
+        }
     }
-    let [b, h, nq, dh] = q.dims();
-    let nk = k.dims()[2];
-    let scale = options.scale.unwrap_or(1.0 / (dh as f64).sqrt());
-    let mut scores = q.matmul(k.swap_dims(2, 3)) * scale;
-    if options.is_causal {
-        let dev = scores.device();
-        let causal = Tensor::<2, Bool>::tril_mask([nq, nk], (nk as i64) - (nq as i64), &dev)
-            .reshape([1, 1, nq, nk])
-            .expand([b, h, nq, nk]);
-        scores = scores.mask_fill(causal, f32::NEG_INFINITY);
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return;
     }
-    if let Some(mask) = mask {
-        scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+    let mut sums = [0.0f32; L];
+    let mut chunks = row.chunks_exact_mut(L);
+    for c in &mut chunks {
+        for l in 0..L {
+            c[l] = exp(c[l] - max);
+            sums[l] += c[l];
+        }
     }
-    softmax(scores).matmul(v)
+    let mut sum = sums.iter().sum::<f32>();
+    for x in chunks.into_remainder() {
+        *x = exp(*x - max);
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|x| *x *= inv);
 }
 
 /// Softmax of each row of length `n`; rows that are all −∞ become zeros.
@@ -82,20 +83,15 @@ fn forward(x: &FlexTensor, n: usize) -> FlexTensor {
     y.par_chunks_mut(rows_per)
         .zip(xs.par_chunks(rows_per))
         .for_each(|(y, x)| {
-            for (yr, xr) in y.chunks_mut(n).zip(x.chunks(n)) {
-                let max = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                if max == f32::NEG_INFINITY {
-                    yr.fill(0.0);
-                    continue;
-                }
-                let mut sum = 0.0f32;
-                for (o, &v) in yr.iter_mut().zip(xr) {
-                    *o = (v - max).exp();
-                    sum += *o;
-                }
-                let inv = 1.0 / sum;
-                yr.iter_mut().for_each(|o| *o *= inv);
-            }
+            dispatch(
+                #[inline(always)]
+                || {
+                    for (yr, xr) in y.chunks_mut(n).zip(x.chunks(n)) {
+                        yr.copy_from_slice(xr);
+                        softmax_row(yr);
+                    }
+                },
+            )
         });
     tensor(y, &shape)
 }
@@ -170,42 +166,5 @@ mod tests {
         let gs = x.grad(&(slow * w).sum().backward()).unwrap();
         let e = max_diff(gf, gs);
         assert!(e < 1e-5, "gradient differs by {e}");
-    }
-
-    #[test]
-    fn attention_matches_burn_with_masks_causality_and_fully_masked_rows() {
-        let dev = Device::flex().autodiff();
-        let r = |s: [usize; 4]| {
-            Tensor::<4>::random(s, Distribution::Normal(0.0, 1.0), &dev).require_grad()
-        };
-        let (q, k, v) = (r([2, 3, 5, 8]), r([2, 3, 6, 8]), r([2, 3, 6, 4]));
-        let w = Tensor::<4>::random([2, 3, 5, 4], Distribution::Normal(0.0, 1.0), &dev);
-        // Key 0 hidden everywhere; every key hidden for the second sample's first head, last query.
-        let mut m = vec![false; 2 * 3 * 5 * 6];
-        for (i, x) in m.iter_mut().enumerate() {
-            let (key, query, head, sample) = (i % 6, i / 6 % 5, i / 30 % 3, i / 90);
-            *x = key == 0 || (sample == 1 && head == 0 && query == 4);
-        }
-        let mask =
-            Tensor::<4, Bool>::from_data(burn::tensor::TensorData::new(m, [2, 3, 5, 6]), &dev);
-        for (mask, causal) in [(None, false), (Some(mask), false), (None, true)] {
-            let options = AttentionModuleOptions {
-                scale: None,
-                softcap: None,
-                is_causal: causal,
-            };
-            let fast = attention(q.clone(), k.clone(), v.clone(), mask.clone(), options);
-            let slow = burn_attention(q.clone(), k.clone(), v.clone(), mask, None, options);
-            assert!(
-                max_diff(fast.clone(), slow.clone()) < 1e-5,
-                "causal {causal}"
-            );
-            let gf = (fast * w.clone()).sum().backward();
-            let gs = (slow * w.clone()).sum().backward();
-            for t in [&q, &k, &v] {
-                let e = max_diff(t.grad(&gf).unwrap(), t.grad(&gs).unwrap());
-                assert!(e < 1e-4, "gradient differs by {e} (causal {causal})");
-            }
-        }
     }
 }
