@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod alloc;
 mod bench_cmd;
 mod clip_cmd;
 mod data_cmd;
@@ -51,6 +52,7 @@ enum Command {
 }
 
 fn main() {
+    alloc::tune();
     let cli = Cli::parse();
     // The whole command runs on a pool thread (tgcnet_kernels::threads): the tensor ops' parallel loops
     // then run in place instead of waking the pool once per op.
