@@ -4,9 +4,11 @@
 //! - [`conv2d`]: convolutions as in-place shifted matrix products (burn's weight gradient on flex is a
 //!   per-element loop);
 //! - [`gelu`]: exact GELU with a vectorisable rational erf (flex calls libm's `erff` per element);
-//! - [`layer_norm`], [`group_norm_relu`], [`softmax`] and [`attention`]: one graph node each under
+//! - [`layer_norm`], [`group_norm_relu`] and [`softmax`]: one graph node each under
 //!   autodiff, where burn differentiates their decompositions (five to nine nodes, a full-size tensor each);
-//! - [`adamw`]: the optimizer update in one pass instead of about fifteen.
+//! - [`adamw`]: the optimizer update in one pass instead of about fifteen;
+//! - [`attention`]: scaled dot-product attention as one op (strided heads, own backward);
+//! - [`resize_bilinear`]: two-tap bilinear resizing with its own backward.
 //!
 //! Each function looks at where its tensors live: burn-flex under autodiff, plain burn-flex, or anything
 //! else (wgpu, cuda, other dtypes), which goes to burn's own op. So model code calls these like burn's ops
@@ -17,6 +19,7 @@ pub mod attention;
 pub mod conv;
 pub mod gelu;
 pub mod norm;
+pub mod resize;
 pub mod simd;
 pub mod softmax;
 pub mod threads;
@@ -26,6 +29,7 @@ pub use attention::attention;
 pub use conv::conv2d;
 pub use gelu::gelu;
 pub use norm::{group_norm_relu, layer_norm};
+pub use resize::resize_bilinear;
 pub use softmax::softmax;
 pub use threads::on_pool;
 

@@ -7,7 +7,7 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
 /// Epsilon of TGC-Net's own layer norms (SSE, VLCM): PyTorch's default. Passed to the fused kernel,
 /// which cannot read it back from burn's module.
@@ -69,55 +69,10 @@ impl DoubleConv {
 }
 
 /// Bilinear resize with half-pixel centres (PyTorch's `align_corners=False`); a no-op at the same size.
-/// x: [B, C, h, w] → [B, C, size[0], size[1]]
-///
-/// Bilinear interpolation is separable and linear, so it is computed as two matrix products with fixed
-/// interpolation matrices, `R_h · x · R_wᵀ`: the same numbers as `interpolate(.., Bilinear)`, but its
-/// backward is two more matrix products, which every backend has (burn's GPU backends have no bilinear
-/// backward kernel, and burn-flex's interpolation is several times slower than a matmul of this size).
+/// x: [B, C, h, w] → [B, C, size[0], size[1]] (`tgcnet_kernels::resize_bilinear`: a two-tap kernel on
+/// the CPU, two matrix products on the other backends, which lack a bilinear backward)
 pub fn resize(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
-    let [oh, ow] = size;
-    if [h, w] == size {
-        return x;
-    }
-    let dev = x.device();
-    let rw = Tensor::<2>::from_data(TensorData::new(bilinear_matrix(w, ow), [ow, w]), &dev);
-    let rh = Tensor::<2>::from_data(TensorData::new(bilinear_matrix(h, oh), [oh, h]), &dev);
-    // Along the width: [B·C·h, w] · [w, ow].
-    let x = if w == ow {
-        x.reshape([b * c * h, w])
-    } else {
-        x.reshape([b * c * h, w]).matmul(rw.transpose())
-    };
-    if h == oh {
-        return x.reshape([b, c, oh, ow]);
-    }
-    // Along the height: [B·C·ow, h] · [h, oh].
-    x.reshape([b * c, h, ow])
-        .swap_dims(1, 2)
-        .reshape([b * c * ow, h])
-        .matmul(rh.transpose())
-        .reshape([b * c, ow, oh])
-        .swap_dims(1, 2)
-        .reshape([b, c, oh, ow])
-}
-
-/// The [n_out, n_in] matrix of 1-D linear interpolation with half-pixel centres, as PyTorch computes it
-/// (`area_pixel_compute_source_index` with `align_corners=False`: the source index is clamped at 0 and the
-/// right neighbour at the last pixel).
-pub fn bilinear_matrix(n_in: usize, n_out: usize) -> Vec<f32> {
-    let mut m = vec![0.0f32; n_out * n_in];
-    let scale = n_in as f64 / n_out as f64;
-    for i in 0..n_out {
-        let src = ((i as f64 + 0.5) * scale - 0.5).max(0.0);
-        let i0 = (src.floor() as usize).min(n_in - 1);
-        let i1 = (i0 + 1).min(n_in - 1);
-        let l1 = (src - i0 as f64) as f32;
-        m[i * n_in + i0] += 1.0 - l1;
-        m[i * n_in + i1] += l1;
-    }
-    m
+    tgcnet_kernels::resize_bilinear(x, size)
 }
 
 /// [B, N, D] tokens of an h×w grid (row-major) → [B, D, h, w] feature map.
@@ -136,37 +91,6 @@ pub fn map_to_tokens(x: Tensor<4>) -> Tensor<3> {
 mod tests {
     use super::*;
     use burn::tensor::Distribution;
-    use burn::tensor::module::interpolate;
-    use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-
-    #[test]
-    fn resize_matches_burn_bilinear_interpolation() {
-        let dev = Device::flex();
-        for (from, to) in [
-            ([7, 5], [14, 10]),
-            ([14, 14], [28, 28]),
-            ([28, 28], [14, 14]),
-            ([6, 9], [13, 4]),
-            ([4, 4], [4, 11]),
-            ([1, 3], [5, 3]),
-        ] {
-            let x = Tensor::<4>::random(
-                [2, 3, from[0], from[1]],
-                Distribution::Normal(0.0, 1.0),
-                &dev,
-            );
-            let want = interpolate(
-                x.clone(),
-                InterpolateOptions::new(InterpolateMode::Bilinear)
-                    .with_align_corners(false)
-                    .with_output_size(to),
-            );
-            let got = resize(x, to);
-            assert_eq!(got.dims(), want.dims());
-            let diff = (got - want).abs().max().into_scalar::<f32>();
-            assert!(diff < 1e-5, "{from:?} -> {to:?}: {diff}");
-        }
-    }
 
     #[test]
     fn groups_divide_channels() {
