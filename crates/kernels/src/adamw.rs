@@ -39,43 +39,93 @@ pub fn adamw(
     v: Tensor<1>,
     s: &AdamWStep,
 ) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    // Moments restored from a checkpoint may have been made on the autodiff device; the update needs none.
+    let (p, g, m, v) = (p.inner(), g.inner(), m.inner(), v.inner());
     let all_f32 = [&p, &g, &m, &v].iter().all(|t| t.dtype() == DType::F32);
-    // The clone only probes the backend (and is dropped at once), so `p` stays the sole owner of its
-    // buffer and the update below can run in place.
-    if all_f32 && p.clone().try_into_primitive::<Flex>().is_ok() {
-        let n = p.dims()[0];
-        if let (Ok(pf), Ok(gf), Ok(mf), Ok(vf)) = (
-            p.try_into_primitive::<Flex>(),
-            g.try_into_primitive::<Flex>(),
-            m.try_into_primitive::<Flex>(),
-            v.try_into_primitive::<Flex>(),
+    if all_f32 {
+        use Operand::Flex as F;
+        return match (
+            Operand::of(p),
+            Operand::of(g),
+            Operand::of(m),
+            Operand::of(v),
         ) {
-            let (gf, k) = (dense(&gf), Scalars::new(s));
-            let gs = f32s(&gf, n, "gradient");
-            // Copy-on-write: in place when this is the only reference (the usual case), else a copy.
-            let (mut pf, mut mf, mut vf) = (owned_dense(pf), owned_dense(mf), owned_dense(vf));
-            let (ps, ms, vs) = (
-                pf.storage_mut::<f32>(),
-                mf.storage_mut::<f32>(),
-                vf.storage_mut::<f32>(),
-            );
-            assert!(
-                ps.len() == n && ms.len() == n && vs.len() == n,
-                "tgcnet-kernels: AdamW operands differ in length"
-            );
-            ps.par_chunks_mut(CHUNK)
-                .zip(ms.par_chunks_mut(CHUNK).zip(vs.par_chunks_mut(CHUNK)))
-                .zip(gs.par_chunks(CHUNK))
-                .for_each(|((p, (m, v)), g)| {
-                    for i in 0..p.len() {
-                        (p[i], m[i], v[i]) = k.update(p[i], g[i], m[i], v[i]);
-                    }
-                });
-            let t = |x: FlexTensor| Tensor::from_primitive::<Flex>(x);
-            return (t(pf), t(mf), t(vf));
-        }
-        unreachable!("p is a flex tensor, so are its gradient and moments (same device)");
+            (F(pf), F(gf), F(mf), F(vf)) => fused(pf, gf, mf, vf, s),
+            (p, g, m, v) => by_ops(p.tensor(), g.tensor(), m.tensor(), v.tensor(), s),
+        };
     }
+    by_ops(p, g, m, v, s)
+}
+
+/// An operand as a flex tensor, or as it is on another backend.
+enum Operand {
+    Flex(FlexTensor),
+    Other(Tensor<1>),
+}
+
+impl Operand {
+    /// The primitive comes from a clone and `t` is dropped, so it is the sole owner of its buffer and
+    /// the fused update can run in place.
+    fn of(t: Tensor<1>) -> Self {
+        match t.clone().try_into_primitive::<Flex>() {
+            Ok(f) => {
+                drop(t);
+                Self::Flex(f)
+            }
+            Err(_) => Self::Other(t),
+        }
+    }
+
+    fn tensor(self) -> Tensor<1> {
+        match self {
+            Self::Flex(f) => Tensor::from_primitive::<Flex>(f),
+            Self::Other(t) => t,
+        }
+    }
+}
+
+/// The update in one pass over flex buffers.
+fn fused(
+    pf: FlexTensor,
+    gf: FlexTensor,
+    mf: FlexTensor,
+    vf: FlexTensor,
+    s: &AdamWStep,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    let n = pf.layout().num_elements();
+    let (gf, k) = (dense(&gf), Scalars::new(s));
+    let gs = f32s(&gf, n, "gradient");
+    // Copy-on-write: in place when this is the only reference (the usual case), else a copy.
+    let (mut pf, mut mf, mut vf) = (owned_dense(pf), owned_dense(mf), owned_dense(vf));
+    let (ps, ms, vs) = (
+        pf.storage_mut::<f32>(),
+        mf.storage_mut::<f32>(),
+        vf.storage_mut::<f32>(),
+    );
+    assert!(
+        ps.len() == n && ms.len() == n && vs.len() == n,
+        "tgcnet-kernels: AdamW operands differ in length"
+    );
+    ps.par_chunks_mut(CHUNK)
+        .zip(ms.par_chunks_mut(CHUNK).zip(vs.par_chunks_mut(CHUNK)))
+        .zip(gs.par_chunks(CHUNK))
+        .for_each(|((p, (m, v)), g)| {
+            for i in 0..p.len() {
+                (p[i], m[i], v[i]) = k.update(p[i], g[i], m[i], v[i]);
+            }
+        });
+    let t = |x: FlexTensor| Tensor::from_primitive::<Flex>(x);
+    (t(pf), t(mf), t(vf))
+}
+
+/// The same formula as tensor ops, for other backends.
+fn by_ops(
+    p: Tensor<1>,
+    g: Tensor<1>,
+    m: Tensor<1>,
+    v: Tensor<1>,
+    s: &AdamWStep,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
     let g = g * s.grad_scale;
     let m = m * s.beta1 + g.clone() * (1.0 - s.beta1);
     let v = v * s.beta2 + g.powi_scalar(2) * (1.0 - s.beta2);

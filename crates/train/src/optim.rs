@@ -189,8 +189,10 @@ impl AdamW {
             let Some(v) = tensors.get(&format!("v.{key}")) else {
                 continue;
             };
+            // Plain tensors, as the update makes them (the training device is an autodiff one).
             let t = |h: &HostTensor| {
                 Tensor::<1>::from_data(TensorData::new(h.data.clone(), [h.data.len()]), device)
+                    .inner()
             };
             self.state
                 .insert(key.to_string(), Moments { m: t(m), v: t(v) });
