@@ -12,6 +12,7 @@ use crate::error::{ClipError, Result};
 use crate::text::ClipTextTransformer;
 use crate::vision::ClipVisionTransformer;
 use crate::weights::{HostTensor, KeyStyle, LoadReport, TensorMap, check_unused, load_module};
+use tgcnet_kernels::linear;
 
 /// HF `CLIPModel` minus `logit_scale`: field names are HF's keys.
 #[derive(Module, Debug)]
@@ -56,13 +57,13 @@ impl Clip {
     /// Projected, L2-normalised image embeddings. pixels: [B, 3, H, W] → [B, E]
     pub fn image_embeds(&self, pixels: Tensor<4>) -> Tensor<2> {
         let out = self.vision_model.forward(pixels, &[], None);
-        l2_normalize(self.visual_projection.forward(out.pooled))
+        l2_normalize(linear(&self.visual_projection, out.pooled))
     }
 
     /// Projected, L2-normalised text embeddings. ids: [B, L] → [B, E]
     pub fn text_embeds(&self, ids: Tensor<2, Int>) -> Tensor<2> {
         let out = self.text_model.forward(ids, None);
-        l2_normalize(self.text_projection.forward(out.pooled))
+        l2_normalize(linear(&self.text_projection, out.pooled))
     }
 
     /// Loads a checkpoint in either layout; see [`load_clip`].

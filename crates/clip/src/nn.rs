@@ -11,6 +11,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use tgcnet_kernels::{attention, gelu, layer_norm};
 
 use crate::config::Activation;
+use tgcnet_kernels::linear;
 
 /// Called after every transformer block with the 1-based block index and the block's output; lets a caller
 /// (SSE, DATE) put adapters inside a frozen tower without the tower knowing about them.
@@ -42,16 +43,16 @@ impl ClipAttention {
         let [b, l, d] = x.dims();
         let h = self.num_heads;
         let split = |t: Tensor<3>| t.reshape([b, l, h, d / h]).swap_dims(1, 2);
-        let q = split(self.q_proj.forward(x.clone()));
-        let k = split(self.k_proj.forward(x.clone()));
-        let v = split(self.v_proj.forward(x));
+        let q = split(linear(&self.q_proj, x.clone()));
+        let k = split(linear(&self.k_proj, x.clone()));
+        let v = split(linear(&self.v_proj, x));
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,
             is_causal: causal,
         };
         let o = attention(q, k, v, None, options);
-        self.out_proj.forward(o.swap_dims(1, 2).reshape([b, l, d]))
+        linear(&self.out_proj, o.swap_dims(1, 2).reshape([b, l, d]))
     }
 }
 
@@ -65,14 +66,14 @@ pub struct ClipMlp {
 impl ClipMlp {
     /// x: [B, L, D] → [B, L, D]
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.fc1.forward(x);
+        let h = linear(&self.fc1, x);
         let h = if self.quick_gelu {
             // QuickGELU of the OpenAI checkpoints: x·σ(1.702x).
             h.clone() * sigmoid(h * 1.702)
         } else {
             gelu(h)
         };
-        self.fc2.forward(h)
+        linear(&self.fc2, h)
     }
 }
 

@@ -8,6 +8,7 @@
 //!   autodiff, where burn differentiates their decompositions (five to nine nodes, a full-size tensor each);
 //! - [`adamw`]: the optimizer update in one pass instead of about fifteen;
 //! - [`attention`]: scaled dot-product attention as one op (strided heads, own backward);
+//! - [`linear`]: x·W + b with the bias as gemm's starting value, strided inputs, its own backward;
 //! - [`resize_bilinear`]: two-tap bilinear resizing with its own backward.
 //!
 //! Each function looks at where its tensors live: burn-flex under autodiff, plain burn-flex, or anything
@@ -18,6 +19,7 @@ pub mod adamw;
 pub mod attention;
 pub mod conv;
 pub mod gelu;
+pub mod linear;
 pub mod norm;
 pub mod resize;
 pub mod simd;
@@ -28,6 +30,7 @@ pub use adamw::{AdamWStep, adamw};
 pub use attention::attention;
 pub use conv::conv2d;
 pub use gelu::gelu;
+pub use linear::linear;
 pub use norm::{group_norm_relu, layer_norm};
 pub use resize::resize_bilinear;
 pub use softmax::softmax;

@@ -12,6 +12,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use tgcnet_kernels::gelu;
+use tgcnet_kernels::linear;
 
 /// Size of one adapter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,7 +55,7 @@ impl Adapter {
 
     /// x: [B, L, D] → [B, L, D]
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let delta = self.up.forward(gelu(self.down.forward(x.clone())));
+        let delta = linear(&self.up, gelu(linear(&self.down, x.clone())));
         x + delta * self.scale
     }
 }

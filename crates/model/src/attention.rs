@@ -8,6 +8,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
 use tgcnet_kernels::attention;
+use tgcnet_kernels::linear;
 
 #[derive(Module, Debug)]
 pub struct CrossAttention {
@@ -48,12 +49,12 @@ impl CrossAttention {
         let [b, nq, _] = x.dims();
         let nk = context.dims()[1];
         let h = self.heads;
-        let q = self.q_proj.forward(x);
+        let q = linear(&self.q_proj, x);
         let dim = q.dims()[2];
         let split = |t: Tensor<3>, n: usize| t.reshape([b, n, h, dim / h]).swap_dims(1, 2);
         let q = split(q, nq);
-        let k = split(self.k_proj.forward(context.clone()), nk);
-        let v = split(self.v_proj.forward(context), nk);
+        let k = split(linear(&self.k_proj, context.clone()), nk);
+        let v = split(linear(&self.v_proj, context), nk);
         let mask = ignore.map(|m| m.reshape([b, 1, 1, nk]).expand([b, h, nq, nk]));
         let options = AttentionModuleOptions {
             scale: None,
@@ -61,8 +62,7 @@ impl CrossAttention {
             is_causal: false,
         };
         let o = attention(q, k, v, mask, options);
-        self.out_proj
-            .forward(o.swap_dims(1, 2).reshape([b, nq, dim]))
+        linear(&self.out_proj, o.swap_dims(1, 2).reshape([b, nq, dim]))
     }
 }
 

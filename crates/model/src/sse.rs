@@ -22,6 +22,7 @@ use tgcnet_clip::ClipVisionTransformer;
 
 use crate::adapter::{AdapterConfig, AdapterStack};
 use crate::blocks::{DoubleConv, LN_EPS, resize, tokens_to_map};
+use tgcnet_kernels::linear;
 
 /// Switches and sizes of SSE.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,9 +209,10 @@ impl FusionLevel {
     ) -> Tensor<4> {
         let [b, n, d] = tap.dims();
         let patches = tap.narrow(1, 1, n - 1).reshape([b, n - 1, d]);
-        let v = self
-            .proj
-            .forward(tgcnet_kernels::layer_norm(&self.norm, patches, LN_EPS));
+        let v = linear(
+            &self.proj,
+            tgcnet_kernels::layer_norm(&self.norm, patches, LN_EPS),
+        );
         let v = resize(tokens_to_map(v, grid.0, grid.1), size);
         match (cnn, &self.gate, &self.alpha) {
             (Some(c), Some(gate), Some(alpha)) => {

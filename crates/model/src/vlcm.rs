@@ -27,6 +27,7 @@ use crate::attention::CrossAttention;
 use crate::blocks::{LN_EPS, map_to_tokens, tokens_to_map};
 use crate::date::TextFeatures;
 use tgcnet_kernels::layer_norm;
+use tgcnet_kernels::linear;
 
 /// Switches and sizes of VLCM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,13 +140,10 @@ impl Vlcm {
     /// similarity map S [B, 1, h, w] (logits).
     pub fn forward(&self, features: Tensor<4>, text: &TextFeatures) -> (Tensor<4>, Tensor<4>) {
         let [b, _, h, w] = features.dims();
-        let x = self.pixel_proj.forward(map_to_tokens(features.clone())); // [B, hw, d]
-        let t = self.text_proj.forward(text.tokens.clone()); // [B, L, d]
+        let x = linear(&self.pixel_proj, map_to_tokens(features.clone())); // [B, hw, d]
+        let t = linear(&self.text_proj, text.tokens.clone()); // [B, L, d]
         let d = x.dims()[2];
-        let s = self
-            .text_proj
-            .forward(text.sentence.clone())
-            .reshape([b, 1, d]);
+        let s = linear(&self.text_proj, text.sentence.clone()).reshape([b, 1, d]);
 
         let cos = unit(x.clone()).matmul(unit(s).swap_dims(1, 2)); // [B, hw, 1]
         let tau = self
@@ -171,8 +169,9 @@ impl Vlcm {
             );
         let index = text.eot.clone().reshape([b, 1, 1]).expand([b, 1, d]);
         let s = t.gather(1, index); // [B, 1, d]
-        let x = x.clone() * (self.film_scale.forward(s.clone()) + 1.0) + self.film_shift.forward(s);
-        let y = features + tokens_to_map(self.out_proj.forward(x), h, w);
+        let x =
+            x.clone() * (linear(&self.film_scale, s.clone()) + 1.0) + linear(&self.film_shift, s);
+        let y = features + tokens_to_map(linear(&self.out_proj, x), h, w);
         let out = y * (sigmoid(sim.clone()) + 1.0);
         (out, sim)
     }
