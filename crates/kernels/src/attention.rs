@@ -656,8 +656,12 @@ mod tests {
             };
             let ((yf, gf), (ys, gs)) = (run(true), run(false));
             assert!(max_diff(yf, ys) < 1e-5);
-            let e = max_diff(gf, gs);
-            assert!(e < 1e-4, "gradient differs by {e} (batch {b})");
+            // Relative to the gradient's size (q = k = v makes it large; the two sum in other orders, which
+            // measured up to 6e-6 relative over repeated runs).
+            let scale = gs.clone().abs().max().into_scalar::<f32>().max(1.0);
+            let e = max_diff(gf, gs) / scale;
+            println!("batch {b}: gradient scale {scale}, relative difference {e}");
+            assert!(e < 5e-5, "gradient differs by {e} relative (batch {b})");
         }
     }
 }
