@@ -268,43 +268,87 @@ fn merge(xs: &[f32], g: &Geom) -> Vec<f32> {
     x
 }
 
-/// y = conv(x, w) for one batch.
+/// Floats a task's working set may take: about half of a 512 KiB-1 MiB L2 cache.
+const TASK_FLOATS: usize = 64 * 1024;
+
+/// Column ranges [start, end) that split `n` wide-grid positions (per image) into parallel tasks. A
+/// task touches `rows` floats per column (its output rows plus the input rows it reads for every tap),
+/// so a range is short enough for that to stay in cache across the taps (the products over few
+/// channels are memory-bound otherwise), and there are at least four tasks per thread over the batch.
+fn column_chunks(n: usize, batch: usize, rows: usize) -> Vec<(usize, usize)> {
+    let by_cache = TASK_FLOATS / rows.max(1);
+    let want = (4 * rayon::current_num_threads()).div_ceil(batch.max(1));
+    let by_threads = n.div_ceil(want.max(1));
+    let len = by_cache.min(by_threads).max(128).min(n.max(1));
+    (0..n).step_by(len).map(|a| (a, (a + len).min(n))).collect()
+}
+
+/// A raw pointer that tasks writing disjoint ranges may share.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: the callers give every task a disjoint set of elements to write.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The pointer (a method, so that closures capture the `Send` wrapper rather than its field).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// y = conv(x, w). Tasks are (image, range of wide-grid columns); each runs every tap over its range
+/// on one thread, so its slice of the output stays in cache across the taps and the pool is joined
+/// once per convolution rather than once per tap.
 /// x: [B, C, H, W], w: [Co, C, kh, kw] → [B, Co, OH, OW]
 fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
     let (x, w) = (dense(x), dense(w));
     let xs = prepared(&x, g);
     let w = f32s(&w, g.co * g.c * g.taps(), "weight");
     let (taps, chan, wide, span) = (g.taps(), g.chan(), g.wide(), g.span());
-    let mut y = vec![0.0f32; g.b * g.co * g.oh * g.ow];
-    let mut y_wide = vec![0.0f32; g.co * wide];
-    for (b, y_b) in y.chunks_mut(g.co * g.oh * g.ow).enumerate() {
+    let mut y_wide = vec![0.0f32; g.b * g.co * wide];
+    let tasks: Vec<(usize, (usize, usize))> = (0..g.b)
+        .flat_map(|b| {
+            column_chunks(span, g.b, g.co + g.c)
+                .into_iter()
+                .map(move |r| (b, r))
+        })
+        .collect();
+    let dst = Shared(y_wide.as_mut_ptr());
+    tasks.into_par_iter().for_each(|(b, (q0, q1))| {
         for t in 0..taps {
-            // SAFETY: dst is y_wide [Co, wide] (row stride wide ≥ span). lhs reads w[co, c, i, j] at
-            // co·C·taps + c·taps + t < w.len(). rhs reads xs[b, c, tap_offset(t) + q] for c < C, q < span,
-            // inside channel c of image b (see `Geom::tap_offset`), and xs holds B·C·chan elements.
+            // SAFETY: dst is columns q0..q1 of y_wide[b] [Co, wide] (row stride wide), written by this
+            // task alone. lhs reads w[co, c, i, j] at co·C·taps + c·taps + t < w.len(). rhs reads
+            // xs[b, c, tap_offset(t) + q] for c < C, q < span, inside channel c of image b (see
+            // `Geom::tap_offset`), and xs holds B·C·chan elements.
             unsafe {
                 gemm_acc(
                     g.co,
-                    span,
+                    q1 - q0,
                     g.c,
-                    y_wide.as_mut_ptr(),
+                    dst.ptr().add(b * g.co * wide + q0),
                     wide,
                     t > 0,
                     Mat(w.as_ptr().add(t), taps as isize, (g.c * taps) as isize),
                     Mat(
-                        xs.as_ptr().add(b * g.c * chan + g.tap_offset(t)),
+                        xs.as_ptr().add(b * g.c * chan + g.tap_offset(t) + q0),
                         1,
                         chan as isize,
                     ),
                     1.0,
-                    true,
+                    false,
                 );
             }
         }
-        for (dst, src) in y_b.chunks_mut(g.ow).zip(y_wide.chunks(g.wq)) {
-            dst.copy_from_slice(&src[..g.ow]);
-        }
+    });
+    if g.wq == g.ow {
+        y_wide.truncate(g.b * g.co * g.oh * g.ow);
+        return tensor(y_wide, &[g.b, g.co, g.oh, g.ow]);
     }
+    let mut y = vec![0.0f32; g.b * g.co * g.oh * g.ow];
+    y.par_chunks_mut(g.ow)
+        .zip(y_wide.par_chunks(g.wq))
+        .for_each(|(dst, src)| dst.copy_from_slice(&src[..g.ow]));
     tensor(y, &[g.b, g.co, g.oh, g.ow])
 }
 
@@ -320,42 +364,59 @@ fn widen(grad: &FlexTensor, g: &Geom) -> Vec<f32> {
     out
 }
 
-/// dL/dw = Σ_b Σ_q G[b, :, q] · xs[b, :, tap_offset(t) + q]ᵀ per tap t = (i, j).
+/// dL/dw = Σ_b Σ_q G[b, :, q] · xs[b, :, tap_offset(t) + q]ᵀ per tap t = (i, j). Tasks are (image,
+/// range of q): each adds its range's products for every tap into its own [taps, Co, C] sum (the
+/// gradient and input columns of the range stay in cache across the taps), and the sums are added.
 /// → [Co, C, kh, kw]
 fn w_grad(x: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
     let x = dense(x);
     let xs = prepared(&x, g);
     let (taps, chan, wide, span) = (g.taps(), g.chan(), g.wide(), g.span());
-    let mut per_tap = vec![0.0f32; taps * g.co * g.c];
-    // Taps are independent: one per thread; a lone tap (1×1 conv) lets gemm use the threads.
-    let threads_in_gemm = taps == 1;
-    per_tap
-        .par_chunks_mut(g.co * g.c)
-        .enumerate()
-        .for_each(|(t, dst)| {
-            for b in 0..g.b {
-                // SAFETY: dst is [Co, C] row-major. lhs reads g_wide[b, co, q] for q < span ≤ wide.
-                // rhs reads xs[b, c, tap_offset(t) + q], in bounds as in `forward`.
-                unsafe {
-                    gemm_acc(
-                        g.co,
-                        g.c,
-                        span,
-                        dst.as_mut_ptr(),
-                        g.c,
-                        b > 0,
-                        Mat(g_wide.as_ptr().add(b * g.co * wide), 1, wide as isize),
-                        Mat(
-                            xs.as_ptr().add(b * g.c * chan + g.tap_offset(t)),
-                            chan as isize,
-                            1,
-                        ),
-                        1.0,
-                        threads_in_gemm,
-                    );
+    let size = taps * g.co * g.c;
+    let tasks: Vec<(usize, (usize, usize))> = (0..g.b)
+        .flat_map(|b| {
+            column_chunks(span, g.b, g.co + g.c)
+                .into_iter()
+                .map(move |r| (b, r))
+        })
+        .collect();
+    let per_tap = tasks
+        .into_par_iter()
+        .fold(
+            || vec![0.0f32; size],
+            |mut acc, (b, (q0, q1))| {
+                for (t, dst) in acc.chunks_mut(g.co * g.c).enumerate() {
+                    // SAFETY: dst is [Co, C] row-major. lhs reads g_wide[b, co, q] for q0 ≤ q < q1 ≤
+                    // span ≤ wide. rhs reads xs[b, c, tap_offset(t) + q], in bounds as in `forward`.
+                    unsafe {
+                        gemm_acc(
+                            g.co,
+                            g.c,
+                            q1 - q0,
+                            dst.as_mut_ptr(),
+                            g.c,
+                            true,
+                            Mat(g_wide.as_ptr().add(b * g.co * wide + q0), 1, wide as isize),
+                            Mat(
+                                xs.as_ptr().add(b * g.c * chan + g.tap_offset(t) + q0),
+                                chan as isize,
+                                1,
+                            ),
+                            1.0,
+                            false,
+                        );
+                    }
                 }
-            }
-        });
+                acc
+            },
+        )
+        .reduce(
+            || vec![0.0f32; size],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
     // [taps, Co, C] → [Co, C, kh, kw]
     let mut dw = vec![0.0f32; g.co * g.c * taps];
     for (t, tap) in per_tap.chunks(g.co * g.c).enumerate() {
@@ -367,34 +428,53 @@ fn w_grad(x: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
 }
 
 /// dL/dx: dxs[b, :, tap_offset(t) + q] += W_tᵀ · G[b, :, q], then padding and phases are undone.
+/// Taps write overlapping windows of dxs, so the tasks are ranges of dxs columns: for each tap a task
+/// adds the part of that tap's window that falls in its range.
 /// → [B, C, H, W]
 fn x_grad(w: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
     let w = dense(w);
     let w = f32s(&w, g.co * g.c * g.taps(), "weight");
     let (taps, chan, wide, span) = (g.taps(), g.chan(), g.wide(), g.span());
     let mut dxs = vec![0.0f32; g.b * g.c * chan];
-    for b in 0..g.b {
-        // Taps write overlapping windows of dxs, so they run one after another.
+    let tasks: Vec<(usize, (usize, usize))> = (0..g.b)
+        .flat_map(|b| {
+            column_chunks(chan, g.b, g.c + g.co)
+                .into_iter()
+                .map(move |r| (b, r))
+        })
+        .collect();
+    let dst = Shared(dxs.as_mut_ptr());
+    tasks.into_par_iter().for_each(|(b, (p0, p1))| {
         for t in 0..taps {
-            // SAFETY: dst writes dxs[b, c, tap_offset(t) + q] for c < C, q < span, in bounds as the rhs
-            // of `forward`. lhs reads w[co, c, i, j] as there (transposed strides). rhs reads
-            // g_wide[b, co, q], q < span ≤ wide.
+            let off = g.tap_offset(t);
+            // This tap writes columns off..off + span; the part inside p0..p1.
+            let (lo, hi) = (p0.max(off), p1.min(off + span));
+            if lo >= hi {
+                continue;
+            }
+            // SAFETY: dst writes dxs[b, c, lo..hi] for c < C (row stride chan), inside image b and
+            // inside this task's column range. lhs reads w[co, c, i, j] (transposed strides). rhs reads
+            // g_wide[b, co, lo - off..hi - off], inside [0, span) ⊆ [0, wide).
             unsafe {
                 gemm_acc(
                     g.c,
-                    span,
+                    hi - lo,
                     g.co,
-                    dxs.as_mut_ptr().add(b * g.c * chan + g.tap_offset(t)),
+                    dst.ptr().add(b * g.c * chan + lo),
                     chan,
                     true,
                     Mat(w.as_ptr().add(t), (g.c * taps) as isize, taps as isize),
-                    Mat(g_wide.as_ptr().add(b * g.co * wide), 1, wide as isize),
+                    Mat(
+                        g_wide.as_ptr().add(b * g.co * wide + lo - off),
+                        1,
+                        wide as isize,
+                    ),
                     1.0,
-                    true,
+                    false,
                 );
             }
         }
-    }
+    });
     let dx = if g.copies_input() {
         merge(&dxs, g)
     } else {

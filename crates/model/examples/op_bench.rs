@@ -48,6 +48,11 @@ fn report(name: &str, filter: &str, fwd: &mut dyn FnMut(), bwd: &mut dyn FnMut()
 }
 
 fn main() {
+    // As the tgcnet binary runs: on a pool thread (tgcnet_kernels::threads).
+    tgcnet_kernels::on_pool(run);
+}
+
+fn run() {
     let filter = std::env::args().nth(1).unwrap_or_default();
     if filter == "parts" {
         return parts();
