@@ -23,6 +23,7 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
+use crate::simd::{dispatch, sum_f64, sum2, sum3};
 use crate::{AdTensor, dense, f32s, tensor};
 
 /// Rows per parallel task of the layer norm (rows are 128-768 wide here).
@@ -123,8 +124,8 @@ fn ln_forward(
     let body = |(y, x): (&mut [f32], &[f32]), xh: Option<&mut [f32]>, rs: &mut [f32]| {
         let mut xh = xh;
         for (r, (yr, xr)) in y.chunks_mut(d).zip(x.chunks(d)).enumerate() {
-            let mean = xr.iter().sum::<f32>() / d as f32;
-            let var = xr.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            let mean = sum2(xr, xr, |v, _| v) / d as f32;
+            let var = sum2(xr, xr, |v, _| (v - mean) * (v - mean)) / d as f32;
             let s = 1.0 / (var + eps).sqrt();
             rs[r] = s;
             match xh.as_deref_mut() {
@@ -148,12 +149,22 @@ fn ln_forward(
             .zip(xs.par_chunks(chunk))
             .zip(xhat.par_chunks_mut(chunk))
             .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
-            .for_each(|(((y, x), xh), rs)| body((y, x), Some(xh), rs));
+            .for_each(|(((y, x), xh), rs)| {
+                dispatch(
+                    #[inline(always)]
+                    || body((y, x), Some(xh), rs),
+                )
+            });
     } else {
         y.par_chunks_mut(chunk)
             .zip(xs.par_chunks(chunk))
             .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
-            .for_each(|((y, x), rs)| body((y, x), None, rs));
+            .for_each(|((y, x), rs)| {
+                dispatch(
+                    #[inline(always)]
+                    || body((y, x), None, rs),
+                )
+            });
     }
     (tensor(y, &shape), xhat, rstd)
 }
@@ -191,19 +202,10 @@ impl Backward<Flex, 3> for LayerNormBackward {
                 .zip(st.xhat.par_chunks(chunk))
                 .zip(st.rstd.par_chunks(ROWS_PER_TASK))
                 .for_each(|(((dx, g), xh), rs)| {
-                    for (((dxr, gr), hr), &s) in
-                        dx.chunks_mut(d).zip(g.chunks(d)).zip(xh.chunks(d)).zip(rs)
-                    {
-                        let (mut a, mut b) = (0.0f32, 0.0f32);
-                        for ((&g, &h), &w) in gr.iter().zip(hr).zip(gam) {
-                            a += g * w;
-                            b += g * w * h;
-                        }
-                        let (a, b) = (a / d as f32, b / d as f32);
-                        for (((o, &g), &h), &w) in dxr.iter_mut().zip(gr).zip(hr).zip(gam) {
-                            *o = s * (g * w - a - h * b);
-                        }
-                    }
+                    dispatch(
+                        #[inline(always)]
+                        || ln_dx_rows(dx, g, xh, rs, gam, d),
+                    )
                 });
             grads.register::<Flex>(node.id, tensor(dx, &st.shape));
         }
@@ -228,6 +230,19 @@ impl Backward<Flex, 3> for LayerNormBackward {
             if let Some(node) = node_b {
                 grads.register::<Flex>(node.id, tensor(db, &[d]));
             }
+        }
+    }
+}
+
+/// dx of the layer norm for a block of rows: s·(g·γ − mean(g·γ) − x̂·mean(g·γ·x̂)).
+#[inline(always)]
+fn ln_dx_rows(dx: &mut [f32], g: &[f32], xh: &[f32], rs: &[f32], gam: &[f32], d: usize) {
+    for (((dxr, gr), hr), &s) in dx.chunks_mut(d).zip(g.chunks(d)).zip(xh.chunks(d)).zip(rs) {
+        // Σ g·γ and Σ g·γ·x̂ over the row.
+        let a = sum2(gr, gam, |g, w| g * w) / d as f32;
+        let b = sum3(gr, hr, gam, |g, h, w| g * w * h) / d as f32;
+        for (((o, &g), &h), &w) in dxr.iter_mut().zip(gr).zip(hr).zip(gam) {
+            *o = s * (g * w - a - h * b);
         }
     }
 }
@@ -318,31 +333,39 @@ fn gn_forward(
     let mut y = vec![0.0f32; n];
     let mut xhat = if keep { vec![0.0f32; n] } else { Vec::new() };
     let mut rstd = vec![0.0f32; g.b * g.groups];
-    let run = |k: usize, yg: &mut [f32], xg: &[f32], mut hg: Option<&mut [f32]>, rs: &mut f32| {
-        // Sums in f64: a group holds up to ~10⁵ elements.
-        let mean = (xg.iter().map(|&v| v as f64).sum::<f64>() / m as f64) as f32;
-        let var = xg.iter().map(|&v| ((v - mean) as f64).powi(2)).sum::<f64>() / m as f64;
-        let s = (1.0 / (var + g.eps as f64).sqrt()) as f32;
-        *rs = s;
-        let c0 = (k % g.groups) * cpg;
-        for ci in 0..cpg {
-            let (w, b) = (gam[c0 + ci], bet[c0 + ci]);
-            let span = ci * g.hw..(ci + 1) * g.hw;
-            let (yc, xc) = (&mut yg[span.clone()], &xg[span.clone()]);
-            match hg.as_deref_mut() {
-                Some(hg) => {
-                    for ((o, h), &v) in yc.iter_mut().zip(&mut hg[span]).zip(xc) {
-                        *h = (v - mean) * s;
-                        *o = (*h * w + b).max(0.0);
+    let gn_group =
+        |k: usize, yg: &mut [f32], xg: &[f32], mut hg: Option<&mut [f32]>, rs: &mut f32| {
+            // Sums in f64: a group holds up to ~10⁵ elements.
+            let mean = (sum_f64(xg, |v| v as f64) / m as f64) as f32;
+            let var = sum_f64(xg, |v| ((v - mean) as f64).powi(2)) / m as f64;
+            let s = (1.0 / (var + g.eps as f64).sqrt()) as f32;
+            *rs = s;
+            let c0 = (k % g.groups) * cpg;
+            for ci in 0..cpg {
+                let (w, b) = (gam[c0 + ci], bet[c0 + ci]);
+                let span = ci * g.hw..(ci + 1) * g.hw;
+                let (yc, xc) = (&mut yg[span.clone()], &xg[span.clone()]);
+                match hg.as_deref_mut() {
+                    Some(hg) => {
+                        for ((o, h), &v) in yc.iter_mut().zip(&mut hg[span]).zip(xc) {
+                            *h = (v - mean) * s;
+                            *o = (*h * w + b).max(0.0);
+                        }
                     }
-                }
-                None => {
-                    for (o, &v) in yc.iter_mut().zip(xc) {
-                        *o = ((v - mean) * s * w + b).max(0.0);
+                    None => {
+                        for (o, &v) in yc.iter_mut().zip(xc) {
+                            *o = ((v - mean) * s * w + b).max(0.0);
+                        }
                     }
                 }
             }
-        }
+        };
+    // Compiled again for AVX-512 / AVX2 (`simd::dispatch`).
+    let run = |k: usize, yg: &mut [f32], xg: &[f32], hg: Option<&mut [f32]>, rs: &mut f32| {
+        dispatch(
+            #[inline(always)]
+            || gn_group(k, yg, xg, hg, rs),
+        )
     };
     if keep {
         y.par_chunks_mut(m)
@@ -405,17 +428,14 @@ impl Backward<Flex, 3> for GroupNormReluBackward {
             for ci in 0..cpg {
                 let (w, b) = (gam[c0 + ci], bet[c0 + ci]);
                 let span = ci * g.hw..(ci + 1) * g.hw;
-                let (mut sgh, mut sg, mut sa, mut sb) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
-                for (&gv, &h) in gg[span.clone()].iter().zip(&hg[span]) {
-                    let gp = if h * w + b > 0.0 { gv } else { 0.0 };
-                    sgh += gp * h;
-                    sg += gp;
-                    sa += gp * w;
-                    sb += gp * w * h;
-                }
+                // g' = g where the ReLU passed; Σ g'·x̂ and Σ g' (the γ- and β-gradients of this channel).
+                let (gc, hc) = (&gg[span.clone()], &hg[span]);
+                let pass = |gv: f32, h: f32| if h * w + b > 0.0 { gv } else { 0.0 };
+                let sgh = sum2(gc, hc, |gv, h| pass(gv, h) * h);
+                let sg = sum2(gc, hc, pass);
                 part[ci] = (sgh, sg);
-                a += sa as f64;
-                bsum += sb as f64;
+                a += (w * sg) as f64;
+                bsum += (w * sgh) as f64;
             }
             if let Some(dxg) = dxg {
                 let (a, bm) = ((a / m as f64) as f32, (bsum / m as f64) as f32);
@@ -440,7 +460,10 @@ impl Backward<Flex, 3> for GroupNormReluBackward {
                 .zip(partial.par_chunks_mut(cpg))
                 .enumerate()
                 .for_each(|(k, (((dxg, gg), hg), part))| {
-                    work(k, gg, hg, st.rstd[k], Some(dxg), part)
+                    dispatch(
+                        #[inline(always)]
+                        || work(k, gg, hg, st.rstd[k], Some(dxg), part),
+                    )
                 });
             if let Some(node) = node_x {
                 grads.register::<Flex>(node.id, tensor(dx, &st.shape));
@@ -450,7 +473,12 @@ impl Backward<Flex, 3> for GroupNormReluBackward {
                 .zip(st.xhat.par_chunks(m))
                 .zip(partial.par_chunks_mut(cpg))
                 .enumerate()
-                .for_each(|(k, ((gg, hg), part))| work(k, gg, hg, st.rstd[k], None, part));
+                .for_each(|(k, ((gg, hg), part))| {
+                    dispatch(
+                        #[inline(always)]
+                        || work(k, gg, hg, st.rstd[k], None, part),
+                    )
+                });
         }
         let mut dg = vec![0.0f32; g.c];
         let mut db = vec![0.0f32; g.c];

@@ -63,6 +63,60 @@ pub fn exp(x: f32) -> f32 {
     if underflow { 0.0 } else { er * scale }
 }
 
+/// Lanes of the reductions below: a plain `acc += x` loop is one dependency chain that the compiler may
+/// not reorder, so sums run in 16 independent lanes (one AVX-512 register) and are added at the end.
+const L: usize = 16;
+
+/// Σᵢ f(aᵢ, bᵢ) over two equally long slices, in lanes.
+#[inline(always)]
+pub(crate) fn sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; L];
+    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..L {
+            lanes[l] += f(x[l], y[l]);
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(&x, &y)| f(x, y)).sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Σᵢ f(aᵢ, bᵢ, cᵢ) over three equally long slices, in lanes.
+#[inline(always)]
+pub(crate) fn sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; L];
+    let (ca, cb, cc) = (a.chunks_exact(L), b.chunks_exact(L), c.chunks_exact(L));
+    let (ra, rb, rc) = (ca.remainder(), cb.remainder(), cc.remainder());
+    for ((x, y), z) in ca.zip(cb).zip(cc) {
+        for l in 0..L {
+            lanes[l] += f(x[l], y[l], z[l]);
+        }
+    }
+    let tail: f32 = ra
+        .iter()
+        .zip(rb)
+        .zip(rc)
+        .map(|((&x, &y), &z)| f(x, y, z))
+        .sum();
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Σᵢ f(xᵢ) in f64 lanes (for groups of up to ~10⁵ elements, where f32 sums lose digits).
+#[inline(always)]
+pub(crate) fn sum_f64(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    const L64: usize = 8;
+    let mut lanes = [0.0f64; L64];
+    let c = x.chunks_exact(L64);
+    let tail: f64 = c.remainder().iter().map(|&v| f(v)).sum();
+    for v in c {
+        for l in 0..L64 {
+            lanes[l] += f(v[l]);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +137,26 @@ mod tests {
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
         assert_eq!(exp(-100.0), 0.0);
         assert_eq!(exp(0.0), 1.0);
+    }
+
+    #[test]
+    fn lane_sums_match_plain_sums() {
+        let a: Vec<f32> = (0..1037)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.01)
+            .collect();
+        let b: Vec<f32> = (0..1037)
+            .map(|i| ((i * 13 % 89) as f32 - 44.0) * 0.02)
+            .collect();
+        let want: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+        let got = dispatch(
+            #[inline(always)]
+            || sum2(&a, &b, |x, y| x * y),
+        );
+        assert!((got as f64 - want).abs() < 1e-4, "{got} vs {want}");
+        let want: f64 = a.iter().map(|&x| (x as f64).powi(2)).sum();
+        let got = sum_f64(&a, |x| (x as f64).powi(2));
+        assert!((got - want).abs() < 1e-9, "{got} vs {want}");
+        assert_eq!(sum2(&[], &[], |x, y| x + y), 0.0);
     }
 
     #[test]
