@@ -210,11 +210,19 @@ fn tracked(x: AdTensor, w: AdTensor, geom: Geom) -> AdTensor {
     }
 }
 
-/// Position of input element (r, c) of a channel in its padded, phase-split copy.
-fn phased_index(g: &Geom, r: usize, c: usize) -> usize {
-    let (pr, pc) = (r + g.top, c + g.left);
-    let phase = (pr % g.sh) * g.sw + pc % g.sw;
-    (phase * g.hq + pr / g.sh) * g.wq + pc / g.sw
+/// Where the columns of input row r go in its channel's phase-split copy: for each column phase
+/// b < sw, the first source column c₀ with (c₀ + left) mod sw = b, the destination index of c₀, and how
+/// many columns (c₀, c₀ + sw, …) there are; they land next to each other in the phase plane.
+fn row_runs(g: &Geom, r: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    let pr = r + g.top;
+    (0..g.sw).filter_map(move |b| {
+        let c0 = (b + g.sw - g.left % g.sw) % g.sw;
+        (c0 < g.w).then(|| {
+            let phase = (pr % g.sh) * g.sw + b;
+            let at = (phase * g.hq + pr / g.sh) * g.wq + (c0 + g.left) / g.sw;
+            (c0, at, (g.w - c0).div_ceil(g.sw))
+        })
+    })
 }
 
 /// x: [B, C, H, W] → zero-padded, phase-split [B, C, phases, Hq, Wq].
@@ -224,13 +232,11 @@ fn split(x: &[f32], g: &Geom) -> Vec<f32> {
         .zip(x.par_chunks(g.h * g.w))
         .for_each(|(dst, src)| {
             for (r, row) in src.chunks(g.w).enumerate() {
-                if g.sw == 1 {
-                    let at = phased_index(g, r, 0);
-                    dst[at..at + g.w].copy_from_slice(row);
-                } else {
-                    for (c, v) in row.iter().enumerate() {
-                        dst[phased_index(g, r, c)] = *v;
-                    }
+                for (c0, at, n) in row_runs(g, r) {
+                    let out = &mut dst[at..at + n];
+                    out.iter_mut()
+                        .zip(row[c0..].iter().step_by(g.sw))
+                        .for_each(|(o, &v)| *o = v);
                 }
             }
         });
@@ -255,13 +261,12 @@ fn merge(xs: &[f32], g: &Geom) -> Vec<f32> {
         .zip(xs.par_chunks(g.chan()))
         .for_each(|(dst, src)| {
             for (r, row) in dst.chunks_mut(g.w).enumerate() {
-                if g.sw == 1 {
-                    let at = phased_index(g, r, 0);
-                    row.copy_from_slice(&src[at..at + g.w]);
-                } else {
-                    for (c, v) in row.iter_mut().enumerate() {
-                        *v = src[phased_index(g, r, c)];
-                    }
+                for (c0, at, n) in row_runs(g, r) {
+                    row[c0..]
+                        .iter_mut()
+                        .step_by(g.sw)
+                        .zip(&src[at..at + n])
+                        .for_each(|(o, &v)| *o = v);
                 }
             }
         });
@@ -489,6 +494,54 @@ mod tests {
     use burn::module::Module;
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{Device, Distribution};
+
+    /// Position of input element (r, c) of a channel in its padded, phase-split copy.
+    fn phased_index(g: &Geom, r: usize, c: usize) -> usize {
+        let (pr, pc) = (r + g.top, c + g.left);
+        let phase = (pr % g.sh) * g.sw + pc % g.sw;
+        (phase * g.hq + pr / g.sh) * g.wq + pc / g.sw
+    }
+
+    #[test]
+    fn row_runs_place_every_column_where_the_phase_formula_does() {
+        for (sh, sw, top, left, w) in [
+            (1, 1, 1, 1, 7),
+            (2, 2, 1, 1, 7),
+            (2, 3, 0, 2, 8),
+            (3, 2, 2, 0, 5),
+        ] {
+            let (h, k) = (6, 3);
+            let (hp, wp) = (h + 2 * top, w + 2 * left);
+            let g = Geom {
+                b: 1,
+                c: 1,
+                h,
+                w,
+                co: 1,
+                kh: k,
+                kw: k,
+                sh,
+                sw,
+                top,
+                left,
+                hq: hp.div_ceil(sh),
+                wq: wp.div_ceil(sw),
+                oh: (hp - k) / sh + 1,
+                ow: (wp - k) / sw + 1,
+            };
+            for r in 0..h {
+                let mut seen = vec![false; w];
+                for (c0, at, n) in row_runs(&g, r) {
+                    for i in 0..n {
+                        let c = c0 + i * sw;
+                        assert_eq!(at + i, phased_index(&g, r, c), "{sh}x{sw} row {r} col {c}");
+                        seen[c] = true;
+                    }
+                }
+                assert!(seen.iter().all(|&s| s), "every column placed once");
+            }
+        }
+    }
 
     fn conv(
         c: usize,
