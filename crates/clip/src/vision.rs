@@ -1,6 +1,7 @@
 //! CLIP's vision transformer (ViT; Dosovitskiy et al., 2021, as used by Radford et al., 2021).
 
 use burn::module::{Module, Param};
+use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::module::interpolate;
@@ -21,9 +22,8 @@ pub struct ClipVisionEmbeddings {
 impl ClipVisionEmbeddings {
     /// pixels: [B, 3, H, W] (H, W multiples of the patch size) → [B, 1 + (H/p)(W/p), D]
     pub fn forward(&self, pixels: Tensor<4>) -> Tensor<3> {
-        let patches = self.patch_embedding.forward(pixels);
-        let [b, d, gh, gw] = patches.dims();
-        let patches = patches.flatten::<3>(2, 3).swap_dims(1, 2);
+        let (patches, gh, gw) = self.patch_tokens(pixels);
+        let [b, _, d] = patches.dims();
         let cls = self
             .class_embedding
             .val()
@@ -31,6 +31,40 @@ impl ClipVisionEmbeddings {
             .expand([b, 1, d]);
         let x = Tensor::cat(vec![cls, patches], 1);
         x + self.positions(gh, gw).unsqueeze::<3>()
+    }
+
+    /// The patch projection as tokens [B, gh·gw, D] and the grid (gh, gw). The projection is a conv with
+    /// stride = kernel = p, so each output reads one patch and nothing else: it is computed as one
+    /// matrix product of the flattened patches, [B·gh·gw, C·p·p] · Wᵀ (the same numbers; on the CPU
+    /// backend a 16×16 / stride-16 conv through the general kernels costs 256 thin products, and burn's
+    /// conv is a direct loop). Other conv settings (never CLIP's) use the conv itself.
+    fn patch_tokens(&self, pixels: Tensor<4>) -> (Tensor<3>, usize, usize) {
+        let conv = &self.patch_embedding;
+        let [d, c, kh, kw] = conv.weight.dims();
+        let [b, pc, h, w] = pixels.dims();
+        let patchwise = conv.stride == [kh, kw]
+            && conv.dilation == [1, 1]
+            && conv.groups == 1
+            && matches!(conv.padding, PaddingConfig2d::Valid)
+            && pc == c
+            && h % kh == 0
+            && w % kw == 0;
+        if !patchwise {
+            let y = conv.forward(pixels);
+            let [_, _, gh, gw] = y.dims();
+            return (y.flatten::<3>(2, 3).swap_dims(1, 2), gh, gw);
+        }
+        let (gh, gw, k) = (h / kh, w / kw, c * kh * kw);
+        // [B, C, gh, p, gw, p] → [B, gh, gw, C, p, p]: each row is one patch in the weight's (c, i, j) order.
+        let rows = pixels
+            .reshape([b, c, gh, kh, gw, kw])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([b * gh * gw, k]);
+        let mut y = rows.matmul(conv.weight.val().reshape([d, k]).transpose());
+        if let Some(bias) = &conv.bias {
+            y = y + bias.val().reshape([1, d]);
+        }
+        (y.reshape([b, gh * gw, d]), gh, gw)
     }
 
     /// Positional embeddings for a gh×gw grid: [1 + gh·gw, D]. A grid other than the checkpoint's is
@@ -142,6 +176,58 @@ impl ClipVisionTransformer {
             pooled: tgcnet_kernels::layer_norm(&self.post_layernorm, cls, self.ln_eps),
             last_hidden: out.last,
             grid: (h / p, w / p),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_tokens_match_the_conv_with_gradients() {
+        let dev = Device::flex().autodiff();
+        let (c, d, p) = (3, 12, 8);
+        let emb = ClipVisionEmbeddings {
+            class_embedding: Param::from_tensor(Tensor::zeros([d], &dev)),
+            patch_embedding: Conv2dConfig::new([c, d], [p, p])
+                .with_stride([p, p])
+                .init(&dev),
+            position_embedding: EmbeddingConfig::new(17, d).init(&dev),
+            patch_size: p,
+        };
+        let x = Tensor::<4>::random([2, c, 32, 24], Distribution::Normal(0.0, 1.0), &dev)
+            .require_grad();
+        let (fast, gh, gw) = emb.patch_tokens(x.clone());
+        assert_eq!((gh, gw), (4, 3));
+        let slow = emb
+            .patch_embedding
+            .forward(x.clone())
+            .flatten::<3>(2, 3)
+            .swap_dims(1, 2);
+        let diff = |a: Tensor<3>, b: Tensor<3>| (a - b).abs().max().into_scalar::<f32>();
+        let e = diff(fast.clone(), slow.clone());
+        assert!(e < 1e-5, "tokens differ by {e}");
+        let w = Tensor::<3>::random(fast.dims(), Distribution::Normal(0.0, 1.0), &dev);
+        let gf = (fast * w.clone()).sum().backward();
+        let gs = (slow * w).sum().backward();
+        let (pw, pb) = (
+            &emb.patch_embedding.weight,
+            emb.patch_embedding
+                .bias
+                .as_ref()
+                .map(|b| (b.grad(&gf), b.grad(&gs))),
+        );
+        let max = |t: Tensor<4>| t.abs().max().into_scalar::<f32>();
+        let dw = max(pw.grad(&gf).unwrap() - pw.grad(&gs).unwrap());
+        let dx = max(x.grad(&gf).unwrap() - x.grad(&gs).unwrap());
+        assert!(
+            dw < 1e-4 && dx < 1e-5,
+            "gradients differ: weight {dw}, input {dx}"
+        );
+        if let Some((Some(a), Some(b))) = pb {
+            let db = (a - b).abs().max().into_scalar::<f32>();
+            assert!(db < 1e-4, "bias gradient differs by {db}");
         }
     }
 }
