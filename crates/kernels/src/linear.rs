@@ -202,8 +202,8 @@ fn forward(
 #[derive(Debug)]
 struct LinearBackward;
 
-/// x and W as given, whether b is real, and x's dims.
-type State = (FlexTensor, FlexTensor, bool, Vec<usize>);
+/// x (kept only when W needs a gradient), W (only when x does), whether b is real, and x's dims.
+type State = (Option<FlexTensor>, Option<FlexTensor>, bool, Vec<usize>);
 
 impl Backward<Flex, 3> for LinearBackward {
     type State = State;
@@ -215,8 +215,8 @@ impl Backward<Flex, 3> for LinearBackward {
         let (g, gr) = with_rows(&grad);
         let gs = g.storage::<f32>();
         let (k, m) = (x_dims[x_dims.len() - 1], gr.k);
-        if let Some(node) = node_x {
-            let w = dense(&w);
+        if let (Some(node), Some(w)) = (node_x, &w) {
+            let w = dense(w);
             let ws = f32s(&w, k * m, "linear weight");
             let mut dx = vec![0.0f32; gr.l * gr.n * k];
             let parts: Vec<(Rows, usize)> = match gr.merged() {
@@ -243,8 +243,8 @@ impl Backward<Flex, 3> for LinearBackward {
             }
             grads.register::<Flex>(node.id, tensor(dx, &x_dims));
         }
-        if let Some(node) = node_w {
-            let (x, xr) = with_rows(&x);
+        if let (Some(node), Some(x)) = (node_w, &x) {
+            let (x, xr) = with_rows(x);
             let xs = x.storage::<f32>();
             let mut dw = vec![0.0f32; k * m];
             let parts: Vec<(Rows, Rows, usize)> = match (xr.merged(), gr.merged()) {
@@ -305,7 +305,11 @@ fn tracked(x: AdTensor, w: AdTensor, b: AdTensor, has_bias: bool, out_dims: &[us
             let (xp, wp, bp) = (x.primitive(), w.primitive(), b.primitive());
             let y = run(xp, wp, bp);
             let x_dims = xp.layout().shape().to_vec();
-            prep.finish((xp.clone(), wp.clone(), has_bias, x_dims), y)
+            // A frozen layer (the paper's towers) needs no x for its backward, an input without a
+            // gradient no W: keeping only what is used is what keeps peak training memory down.
+            let keep_x = w.is_tracked().then(|| xp.clone());
+            let keep_w = x.is_tracked().then(|| wp.clone());
+            prep.finish((keep_x, keep_w, has_bias, x_dims), y)
         }
         OpsKind::UnTracked(prep) => prep.finish(run(x.primitive(), w.primitive(), b.primitive())),
     }
