@@ -31,7 +31,7 @@ use rayon::prelude::*;
 
 use crate::simd::dispatch;
 use crate::softmax::softmax_row;
-use crate::{Mat, gemm_acc};
+use crate::{Mat, SharedMut, gemm_acc};
 
 /// Scaled dot-product attention, `softmax(q·kᵀ·scale, masked)·v`, as `burn::tensor::module::attention`.
 /// q: [B, H, Nq, Dh], k: [B, H, Nk, Dh], v: [B, H, Nk, Dv], mask: [B, H, Nq, Nk] (true = hidden) →
@@ -186,20 +186,6 @@ fn positive(t: &FlexTensor) -> FlexTensor {
     }
 }
 
-/// A raw pointer that tasks writing disjoint rows may share.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: every task writes a disjoint set of elements (see the callers).
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// The pointer (a method, so that closures capture the `Send` wrapper rather than its field).
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// A [B, H, N, D] tensor over a buffer in [B, N, H, D] order.
 fn heads_view(data: Vec<f32>, b: usize, h: usize, n: usize, d: usize) -> FlexTensor {
     let layout = Layout::new(
@@ -248,8 +234,8 @@ fn forward(
                 .map(move |i0| (bh / s.h, bh % s.h, i0))
         })
         .collect();
-    let o_ptr = Out(out.as_mut_ptr());
-    let p_ptr = probs.as_mut().map(|v| Out(v.as_mut_ptr()));
+    let o_ptr = SharedMut(out.as_mut_ptr());
+    let p_ptr = probs.as_mut().map(|v| SharedMut(v.as_mut_ptr()));
     let causal_shift = s.nk as isize - s.nq as isize;
     tasks.into_par_iter().for_each_init(
         || {
@@ -393,9 +379,9 @@ fn backward(
     let mut dk = vec![0.0f32; if want_k { s.b * s.nk * s.h * s.dh } else { 0 }];
     let mut dvb = vec![0.0f32; if want_v { s.b * s.nk * s.h * s.dv } else { 0 }];
     let (dq_p, dk_p, dv_p) = (
-        Out(dq.as_mut_ptr()),
-        Out(dk.as_mut_ptr()),
-        Out(dvb.as_mut_ptr()),
+        SharedMut(dq.as_mut_ptr()),
+        SharedMut(dk.as_mut_ptr()),
+        SharedMut(dvb.as_mut_ptr()),
     );
     let heads = s.b * s.h;
     // Enough heads: one task each, single-threaded products; else heads in turn, threaded products.

@@ -35,7 +35,7 @@ use burn_autodiff::ops::{Backward, Ops, OpsKind};
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
-use crate::{AdTensor, Mat, dense, f32s, gemm_acc, tensor};
+use crate::{AdTensor, Mat, SharedMut, dense, f32s, gemm_acc, tensor};
 
 /// The convolution `conv` applied to `x`, through the fast path when it applies (burn-flex, f32,
 /// dilation 1, one group, valid or explicit padding), else `conv.forward(x)`. Same numbers
@@ -276,30 +276,18 @@ fn merge(xs: &[f32], g: &Geom) -> Vec<f32> {
 /// Floats a task's working set may take: about half of a 512 KiB-1 MiB L2 cache.
 const TASK_FLOATS: usize = 64 * 1024;
 
-/// Column ranges [start, end) that split `n` wide-grid positions (per image) into parallel tasks. A
-/// task touches `rows` floats per column (its output rows plus the input rows it reads for every tap),
-/// so a range is short enough for that to stay in cache across the taps (the products over few
-/// channels are memory-bound otherwise), and there are at least four tasks per thread over the batch.
-fn column_chunks(n: usize, batch: usize, rows: usize) -> Vec<(usize, usize)> {
+/// Parallel tasks (image, [start, end) of its `n` wide-grid positions). A task touches `rows` floats per
+/// column (its output rows plus the input rows it reads for every tap), so a range is short enough for
+/// that to stay in cache across the taps (the products over few channels are memory-bound otherwise),
+/// and there are at least four tasks per thread over the batch.
+fn column_tasks(n: usize, batch: usize, rows: usize) -> Vec<(usize, (usize, usize))> {
     let by_cache = TASK_FLOATS / rows.max(1);
     let want = (4 * rayon::current_num_threads()).div_ceil(batch.max(1));
     let by_threads = n.div_ceil(want.max(1));
     let len = by_cache.min(by_threads).max(128).min(n.max(1));
-    (0..n).step_by(len).map(|a| (a, (a + len).min(n))).collect()
-}
-
-/// A raw pointer that tasks writing disjoint ranges may share.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-// SAFETY: the callers give every task a disjoint set of elements to write.
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    /// The pointer (a method, so that closures capture the `Send` wrapper rather than its field).
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
+    (0..batch)
+        .flat_map(|b| (0..n).step_by(len).map(move |a| (b, (a, (a + len).min(n)))))
+        .collect()
 }
 
 /// y = conv(x, w). Tasks are (image, range of wide-grid columns); each runs every tap over its range
@@ -312,14 +300,8 @@ fn forward(x: &FlexTensor, w: &FlexTensor, g: &Geom) -> FlexTensor {
     let w = f32s(&w, g.co * g.c * g.taps(), "weight");
     let (taps, chan, wide, span) = (g.taps(), g.chan(), g.wide(), g.span());
     let mut y_wide = vec![0.0f32; g.b * g.co * wide];
-    let tasks: Vec<(usize, (usize, usize))> = (0..g.b)
-        .flat_map(|b| {
-            column_chunks(span, g.b, g.co + g.c)
-                .into_iter()
-                .map(move |r| (b, r))
-        })
-        .collect();
-    let dst = Shared(y_wide.as_mut_ptr());
+    let tasks = column_tasks(span, g.b, g.co + g.c);
+    let dst = SharedMut(y_wide.as_mut_ptr());
     tasks.into_par_iter().for_each(|(b, (q0, q1))| {
         for t in 0..taps {
             // SAFETY: dst is columns q0..q1 of y_wide[b] [Co, wide] (row stride wide), written by this
@@ -371,57 +353,50 @@ fn widen(grad: &FlexTensor, g: &Geom) -> Vec<f32> {
 
 /// dL/dw = Σ_b Σ_q G[b, :, q] · xs[b, :, tap_offset(t) + q]ᵀ per tap t = (i, j). Tasks are (image,
 /// range of q): each adds its range's products for every tap into its own [taps, Co, C] sum (the
-/// gradient and input columns of the range stay in cache across the taps), and the sums are added.
+/// gradient and input columns of the range stay in cache across the taps), and the sums are added in
+/// task order.
 /// → [Co, C, kh, kw]
 fn w_grad(x: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
     let x = dense(x);
     let xs = prepared(&x, g);
     let (taps, chan, wide, span) = (g.taps(), g.chan(), g.wide(), g.span());
     let size = taps * g.co * g.c;
-    let tasks: Vec<(usize, (usize, usize))> = (0..g.b)
-        .flat_map(|b| {
-            column_chunks(span, g.b, g.co + g.c)
-                .into_iter()
-                .map(move |r| (b, r))
+    let tasks = column_tasks(span, g.b, g.co + g.c);
+    // Partials are collected in task order and added in that order, so the result does not depend on
+    // how the pool happened to split the work (training runs are reproducible bit for bit).
+    let partials: Vec<Vec<f32>> = tasks
+        .into_par_iter()
+        .map(|(b, (q0, q1))| {
+            let mut acc = vec![0.0f32; size];
+            for (t, dst) in acc.chunks_mut(g.co * g.c).enumerate() {
+                // SAFETY: dst is [Co, C] row-major. lhs reads g_wide[b, co, q] for q0 ≤ q < q1 ≤
+                // span ≤ wide. rhs reads xs[b, c, tap_offset(t) + q], in bounds as in `forward`.
+                unsafe {
+                    gemm_acc(
+                        g.co,
+                        g.c,
+                        q1 - q0,
+                        dst.as_mut_ptr(),
+                        g.c,
+                        true,
+                        Mat(g_wide.as_ptr().add(b * g.co * wide + q0), 1, wide as isize),
+                        Mat(
+                            xs.as_ptr().add(b * g.c * chan + g.tap_offset(t) + q0),
+                            chan as isize,
+                            1,
+                        ),
+                        1.0,
+                        false,
+                    );
+                }
+            }
+            acc
         })
         .collect();
-    let per_tap = tasks
-        .into_par_iter()
-        .fold(
-            || vec![0.0f32; size],
-            |mut acc, (b, (q0, q1))| {
-                for (t, dst) in acc.chunks_mut(g.co * g.c).enumerate() {
-                    // SAFETY: dst is [Co, C] row-major. lhs reads g_wide[b, co, q] for q0 ≤ q < q1 ≤
-                    // span ≤ wide. rhs reads xs[b, c, tap_offset(t) + q], in bounds as in `forward`.
-                    unsafe {
-                        gemm_acc(
-                            g.co,
-                            g.c,
-                            q1 - q0,
-                            dst.as_mut_ptr(),
-                            g.c,
-                            true,
-                            Mat(g_wide.as_ptr().add(b * g.co * wide + q0), 1, wide as isize),
-                            Mat(
-                                xs.as_ptr().add(b * g.c * chan + g.tap_offset(t) + q0),
-                                chan as isize,
-                                1,
-                            ),
-                            1.0,
-                            false,
-                        );
-                    }
-                }
-                acc
-            },
-        )
-        .reduce(
-            || vec![0.0f32; size],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
+    let mut per_tap = vec![0.0f32; size];
+    for p in &partials {
+        per_tap.iter_mut().zip(p).for_each(|(x, y)| *x += y);
+    }
     // [taps, Co, C] → [Co, C, kh, kw]
     let mut dw = vec![0.0f32; g.co * g.c * taps];
     for (t, tap) in per_tap.chunks(g.co * g.c).enumerate() {
@@ -441,14 +416,8 @@ fn x_grad(w: &FlexTensor, g_wide: &[f32], g: &Geom) -> FlexTensor {
     let w = f32s(&w, g.co * g.c * g.taps(), "weight");
     let (taps, chan, wide, span) = (g.taps(), g.chan(), g.wide(), g.span());
     let mut dxs = vec![0.0f32; g.b * g.c * chan];
-    let tasks: Vec<(usize, (usize, usize))> = (0..g.b)
-        .flat_map(|b| {
-            column_chunks(chan, g.b, g.c + g.co)
-                .into_iter()
-                .map(move |r| (b, r))
-        })
-        .collect();
-    let dst = Shared(dxs.as_mut_ptr());
+    let tasks = column_tasks(chan, g.b, g.c + g.co);
+    let dst = SharedMut(dxs.as_mut_ptr());
     tasks.into_par_iter().for_each(|(b, (p0, p1))| {
         for t in 0..taps {
             let off = g.tap_offset(t);
@@ -638,6 +607,46 @@ mod tests {
     fn asymmetric_padding_and_valid_3x3_match_burn() {
         check(3, 4, 3, PaddingConfig2d::Explicit(2, 0, 1, 1), true, [6, 7]);
         check(4, 2, 3, PaddingConfig2d::Valid, false, [5, 6]);
+    }
+
+    #[test]
+    fn weight_gradient_repeats_bit_for_bit() {
+        // Many column tasks, run beside other parallel work so that the pool splits them differently
+        // from one run to the next: a sum whose grouping followed the split would change its last bits.
+        let dev = Device::flex().autodiff();
+        let m = conv(
+            16,
+            16,
+            3,
+            PaddingConfig2d::Explicit(1, 1, 1, 1),
+            false,
+            &dev,
+        );
+        let x = Tensor::<4>::random([4, 16, 96, 96], Distribution::Normal(0.0, 1.0), &dev);
+        let w = Tensor::<4>::random([4, 16, 96, 96], Distribution::Normal(0.0, 1.0), &dev);
+        let run = || {
+            let g = (conv2d(&m, x.clone()) * w.clone()).sum().backward();
+            m.weight
+                .grad(&g)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        let noise = |k: u64| {
+            (0..200_000u64)
+                .into_par_iter()
+                .map(|i| (i * k) % 7)
+                .sum::<u64>()
+        };
+        let first = run();
+        for k in 1..8 {
+            let (again, _) = rayon::join(run, || noise(k));
+            assert!(
+                again == first,
+                "the weight gradient changed between identical runs"
+            );
+        }
     }
 
     #[test]

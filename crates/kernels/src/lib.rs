@@ -70,6 +70,21 @@ pub(crate) fn tensor(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
     )
 }
 
+/// A raw pointer that parallel tasks writing disjoint elements of one buffer may share.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut(pub(crate) *mut f32);
+// SAFETY: the callers give every task a disjoint set of elements to write, and the buffer outlives the
+// tasks (they run inside the caller's rayon call).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so that closures capture the `Send` wrapper rather than its field).
+    pub(crate) fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// A strided matrix operand for [`gemm_acc`]: pointer, column stride, row stride (in elements).
 #[derive(Clone, Copy)]
 pub(crate) struct Mat(pub(crate) *const f32, pub(crate) isize, pub(crate) isize);

@@ -145,13 +145,24 @@ impl Rows {
     }
 }
 
-/// t with a [`Rows`] view (a contiguous copy only when its layout has none).
+/// t with a [`Rows`] view (a contiguous copy only when its layout has none). t has at least 2 dims.
 fn with_rows(t: &FlexTensor) -> (FlexTensor, Rows) {
     if let Some(r) = Rows::of(t) {
         return (t.clone(), r);
     }
     let c = t.to_contiguous();
-    let r = Rows::of(&c).expect("a contiguous tensor has a row view");
+    let dims = c.layout().shape().to_vec();
+    let nd = dims.len();
+    let (n, k) = (dims[nd - 2], dims[nd - 1]);
+    let r = Rows {
+        offset: c.layout().start_offset(),
+        l: dims[..nd - 2].iter().product(),
+        n,
+        k,
+        l_stride: n * k,
+        rs: k,
+        cs: 1,
+    };
     (c, r)
 }
 

@@ -210,7 +210,9 @@ impl Backward<Flex, 3> for LayerNormBackward {
             grads.register::<Flex>(node.id, tensor(dx, &st.shape));
         }
         if node_g.is_some() || node_b.is_some() {
-            let (dg, db) = gs
+            // Per-block partials, added in block order (a rayon `reduce` would associate them as the
+            // pool split the work, so training would not repeat bit for bit).
+            let partials: Vec<(Vec<f32>, Vec<f32>)> = gs
                 .par_chunks(chunk)
                 .zip(st.xhat.par_chunks(chunk))
                 .map(|(g, xh)| {
@@ -223,7 +225,10 @@ impl Backward<Flex, 3> for LayerNormBackward {
                     }
                     (dg, db)
                 })
-                .reduce(|| (vec![0.0f32; d], vec![0.0f32; d]), add_pairs);
+                .collect();
+            let (dg, db) = partials
+                .into_iter()
+                .fold((vec![0.0f32; d], vec![0.0f32; d]), add_pairs);
             if let Some(node) = node_g {
                 grads.register::<Flex>(node.id, tensor(dg, &[d]));
             }
@@ -549,6 +554,41 @@ mod tests {
     fn randomise(t: Tensor<1>) -> Tensor<1> {
         let dev = t.device();
         Tensor::random(t.dims(), Distribution::Normal(0.5, 0.5), &dev).require_grad()
+    }
+
+    #[test]
+    fn layer_norm_parameter_gradients_repeat_bit_for_bit() {
+        // Many row blocks, run beside other parallel work so that the pool splits them differently from
+        // one run to the next: partials added in the order of the split would change the last bits.
+        let dev = Device::flex().autodiff();
+        let norm = LayerNormConfig::new(192).init(&dev);
+        let x = Tensor::<3>::random([8, 197, 192], Distribution::Normal(0.0, 1.0), &dev);
+        let w = Tensor::<3>::random([8, 197, 192], Distribution::Normal(0.0, 1.0), &dev);
+        let run = || {
+            let g = (layer_norm(&norm, x.clone(), 1e-5) * w.clone())
+                .sum()
+                .backward();
+            norm.gamma
+                .grad(&g)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        let noise = |k: u64| {
+            (0..200_000u64)
+                .into_par_iter()
+                .map(|i| (i * k) % 7)
+                .sum::<u64>()
+        };
+        let first = run();
+        for k in 1..8 {
+            let (again, _) = rayon::join(run, || noise(k));
+            assert!(
+                again == first,
+                "the γ gradient changed between identical runs"
+            );
+        }
     }
 
     #[test]
