@@ -8,10 +8,9 @@ use burn::tensor::Device;
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::ops::AttentionModuleOptions;
-use tgcnet_kernels::{attention, gelu, layer_norm};
+use tgcnet_kernels::{attention, gelu, layer_norm, linear};
 
 use crate::config::Activation;
-use tgcnet_kernels::linear;
 
 /// Called after every transformer block with the 1-based block index and the block's output; lets a caller
 /// (SSE, DATE) put adapters inside a frozen tower without the tower knowing about them.

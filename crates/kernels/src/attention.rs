@@ -31,7 +31,7 @@ use rayon::prelude::*;
 
 use crate::simd::dispatch;
 use crate::softmax::softmax_row;
-use crate::{Mat, SharedMut, gemm_acc};
+use crate::{Mat, SharedMut, View4, gemm_acc, nonneg};
 
 /// Scaled dot-product attention, `softmax(q·kᵀ·scale, masked)·v`, as `burn::tensor::module::attention`.
 /// q: [B, H, Nq, Dh], k: [B, H, Nk, Dh], v: [B, H, Nk, Dv], mask: [B, H, Nq, Nk] (true = hidden) →
@@ -125,42 +125,7 @@ struct Params {
     causal: bool,
 }
 
-/// A 4-D f32 (or mask byte) operand read in place: its buffer, start offset and strides, checked once
-/// so that every index the kernels form lies inside the buffer.
-struct View<'a, T> {
-    data: &'a [T],
-    offset: usize,
-    strides: [usize; 4],
-}
-
-impl<'a, T> View<'a, T> {
-    fn new(t: &'a FlexTensor, data: &'a [T], what: &str) -> Self {
-        let layout = t.layout();
-        let dims = layout.shape();
-        assert!(dims.num_dims() == 4, "tgcnet-kernels: {what} must be 4-D");
-        let s = layout.strides();
-        assert!(
-            s.iter().all(|&x| x >= 0),
-            "tgcnet-kernels: {what} has negative strides"
-        );
-        let strides = [s[0] as usize, s[1] as usize, s[2] as usize, s[3] as usize];
-        let last = (0..4).map(|i| (dims[i] - 1) * strides[i]).sum::<usize>();
-        assert!(
-            layout.start_offset() + last < data.len(),
-            "tgcnet-kernels: {what}'s layout reaches past its buffer"
-        );
-        Self {
-            data,
-            offset: layout.start_offset(),
-            strides,
-        }
-    }
-
-    /// Index of element (b, h, i, 0).
-    fn at(&self, b: usize, h: usize, i: usize) -> usize {
-        self.offset + b * self.strides[0] + h * self.strides[1] + i * self.strides[2]
-    }
-
+impl<T> View4<'_, T> {
     /// The rows i of head (b, h) as a matrix operand [N × D] (`transposed`: [D × N]).
     fn mat(&self, b: usize, h: usize, transposed: bool) -> Mat
     where
@@ -174,15 +139,6 @@ impl<'a, T> View<'a, T> {
         } else {
             Mat(p, cs, rs)
         }
-    }
-}
-
-/// A flex f32 tensor with non-negative strides (a copy only for the rare negative-stride view).
-fn positive(t: &FlexTensor) -> FlexTensor {
-    if t.layout().strides().iter().all(|&s| s >= 0) {
-        t.clone()
-    } else {
-        t.to_contiguous()
     }
 }
 
@@ -214,16 +170,16 @@ fn forward(
     keep: bool,
 ) -> (FlexTensor, Option<Vec<f32>>) {
     let s = p.shape;
-    let (q, k, v) = (positive(q), positive(k), positive(v));
-    let mask = mask.map(positive);
+    let (q, k, v) = (nonneg(q), nonneg(k), nonneg(v));
+    let mask = mask.map(nonneg);
     let (qv, kv, vv) = (
-        View::new(&q, q.storage::<f32>(), "query"),
-        View::new(&k, k.storage::<f32>(), "key"),
-        View::new(&v, v.storage::<f32>(), "value"),
+        View4::new(&q, q.storage::<f32>(), "query"),
+        View4::new(&k, k.storage::<f32>(), "key"),
+        View4::new(&v, v.storage::<f32>(), "value"),
     );
     let mv = mask
         .as_ref()
-        .map(|m| View::new(m, m.storage::<u8>(), "mask"));
+        .map(|m| View4::new(m, m.storage::<u8>(), "mask"));
     let mut out = vec![0.0f32; s.b * s.nq * s.h * s.dv];
     let mut probs = keep.then(|| vec![0.0f32; s.b * s.h * s.nq * s.nk]);
     let blk = query_block(&s);
@@ -366,12 +322,12 @@ fn backward(
     want: [bool; 3],
 ) -> [Option<FlexTensor>; 3] {
     let s = p.shape;
-    let (q, k, v, g) = (positive(q), positive(k), positive(v), positive(grad));
+    let (q, k, v, g) = (nonneg(q), nonneg(k), nonneg(v), nonneg(grad));
     let (qv, kv, vv, gv) = (
-        View::new(&q, q.storage::<f32>(), "query"),
-        View::new(&k, k.storage::<f32>(), "key"),
-        View::new(&v, v.storage::<f32>(), "value"),
-        View::new(&g, g.storage::<f32>(), "output gradient"),
+        View4::new(&q, q.storage::<f32>(), "query"),
+        View4::new(&k, k.storage::<f32>(), "key"),
+        View4::new(&v, v.storage::<f32>(), "value"),
+        View4::new(&g, g.storage::<f32>(), "output gradient"),
     );
     assert_eq!(probs.len(), s.b * s.h * s.nq * s.nk);
     let [want_q, want_k, want_v] = want;

@@ -473,31 +473,20 @@ mod tests {
 
     #[test]
     fn row_runs_place_every_column_where_the_phase_formula_does() {
+        let dev = Device::flex();
         for (sh, sw, top, left, w) in [
             (1, 1, 1, 1, 7),
             (2, 2, 1, 1, 7),
             (2, 3, 0, 2, 8),
             (3, 2, 2, 0, 5),
         ] {
-            let (h, k) = (6, 3);
-            let (hp, wp) = (h + 2 * top, w + 2 * left);
-            let g = Geom {
-                b: 1,
-                c: 1,
-                h,
-                w,
-                co: 1,
-                kh: k,
-                kw: k,
-                sh,
-                sw,
-                top,
-                left,
-                hq: hp.div_ceil(sh),
-                wq: wp.div_ceil(sw),
-                oh: (hp - k) / sh + 1,
-                ow: (wp - k) / sw + 1,
-            };
+            let h = 6;
+            let m = Conv2dConfig::new([1, 1], [3, 3])
+                .with_stride([sh, sw])
+                .with_padding(PaddingConfig2d::Explicit(top, left, top, left))
+                .init(&dev);
+            let x = Tensor::<4>::zeros([1, 1, h, w], &dev);
+            let g = Geom::of(&m, &x).unwrap();
             for r in 0..h {
                 let mut seen = vec![false; w];
                 for (c0, at, n) in row_runs(&g, r) {
@@ -611,8 +600,7 @@ mod tests {
 
     #[test]
     fn weight_gradient_repeats_bit_for_bit() {
-        // Many column tasks, run beside other parallel work so that the pool splits them differently
-        // from one run to the next: a sum whose grouping followed the split would change its last bits.
+        // Many column tasks per image.
         let dev = Device::flex().autodiff();
         let m = conv(
             16,
@@ -633,20 +621,7 @@ mod tests {
                 .try_to_vec::<f32>()
                 .unwrap()
         };
-        let noise = |k: u64| {
-            (0..200_000u64)
-                .into_par_iter()
-                .map(|i| (i * k) % 7)
-                .sum::<u64>()
-        };
-        let first = run();
-        for k in 1..8 {
-            let (again, _) = rayon::join(run, || noise(k));
-            assert!(
-                again == first,
-                "the weight gradient changed between identical runs"
-            );
-        }
+        crate::testutil::assert_repeats_bit_for_bit(run, "the weight gradient");
     }
 
     #[test]

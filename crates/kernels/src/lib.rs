@@ -70,6 +70,54 @@ pub(crate) fn tensor(data: Vec<f32>, shape: &[usize]) -> FlexTensor {
     )
 }
 
+/// `t` itself when no stride is negative, else a contiguous copy (kernels index through strides as
+/// `usize`; only a flipped view has negative ones).
+pub(crate) fn nonneg(t: &FlexTensor) -> FlexTensor {
+    if t.layout().strides().iter().all(|&s| s >= 0) {
+        t.clone()
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// A 4-D operand read in place (f32 values or mask bytes): its buffer, start offset and strides,
+/// checked once so that every index the kernels form lies inside the buffer.
+pub(crate) struct View4<'a, T> {
+    pub(crate) data: &'a [T],
+    pub(crate) offset: usize,
+    pub(crate) strides: [usize; 4],
+}
+
+impl<'a, T> View4<'a, T> {
+    /// `t` must have non-negative strides ([`nonneg`]); `data` is its storage.
+    pub(crate) fn new(t: &'a FlexTensor, data: &'a [T], what: &str) -> Self {
+        let layout = t.layout();
+        let dims = layout.shape();
+        assert!(dims.num_dims() == 4, "tgcnet-kernels: {what} must be 4-D");
+        let s = layout.strides();
+        assert!(
+            s.iter().all(|&x| x >= 0),
+            "tgcnet-kernels: {what} has negative strides"
+        );
+        let strides = [s[0] as usize, s[1] as usize, s[2] as usize, s[3] as usize];
+        let last = (0..4).map(|i| (dims[i] - 1) * strides[i]).sum::<usize>();
+        assert!(
+            layout.start_offset() + last < data.len(),
+            "tgcnet-kernels: {what}'s layout reaches past its buffer"
+        );
+        Self {
+            data,
+            offset: layout.start_offset(),
+            strides,
+        }
+    }
+
+    /// Index of element (a, b, i, 0).
+    pub(crate) fn at(&self, a: usize, b: usize, i: usize) -> usize {
+        self.offset + a * self.strides[0] + b * self.strides[1] + i * self.strides[2]
+    }
+}
+
 /// A raw pointer that parallel tasks writing disjoint elements of one buffer may share.
 #[derive(Clone, Copy)]
 pub(crate) struct SharedMut(pub(crate) *mut f32);
@@ -136,5 +184,27 @@ pub(crate) unsafe fn gemm_acc(
             false,
             parallelism,
         );
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use rayon::prelude::*;
+
+    /// Runs `run` once, then seven times beside other parallel work, so that the pool splits `run`'s
+    /// tasks differently each time, and demands bit-identical results (a sum grouped as the work was
+    /// split would change its last bits).
+    pub(crate) fn assert_repeats_bit_for_bit(run: impl Fn() -> Vec<f32> + Sync, what: &str) {
+        let noise = |k: u64| {
+            (0..200_000u64)
+                .into_par_iter()
+                .map(|i| (i * k) % 7)
+                .sum::<u64>()
+        };
+        let first = run();
+        for k in 1..8 {
+            let (again, _) = rayon::join(&run, || noise(k));
+            assert!(again == first, "{what} changed between identical runs");
+        }
     }
 }

@@ -67,6 +67,20 @@ pub fn exp(x: f32) -> f32 {
 /// not reorder, so sums run in 16 independent lanes (one AVX-512 register) and are added at the end.
 const L: usize = 16;
 
+/// Σᵢ f(xᵢ), in lanes.
+#[inline(always)]
+pub(crate) fn sum1(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; L];
+    let c = x.chunks_exact(L);
+    let tail: f32 = c.remainder().iter().map(|&v| f(v)).sum();
+    for v in c {
+        for l in 0..L {
+            lanes[l] += f(v[l]);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// Σᵢ f(aᵢ, bᵢ) over two equally long slices, in lanes.
 #[inline(always)]
 pub(crate) fn sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {

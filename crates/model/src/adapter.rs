@@ -11,8 +11,7 @@ use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use tgcnet_kernels::gelu;
-use tgcnet_kernels::linear;
+use tgcnet_kernels::{gelu, linear};
 
 /// Size of one adapter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,8 +7,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
-use tgcnet_kernels::attention;
-use tgcnet_kernels::linear;
+use tgcnet_kernels::{attention, linear};
 
 #[derive(Module, Debug)]
 pub struct CrossAttention {

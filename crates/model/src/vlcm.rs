@@ -26,8 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::attention::CrossAttention;
 use crate::blocks::{LN_EPS, map_to_tokens, tokens_to_map};
 use crate::date::TextFeatures;
-use tgcnet_kernels::layer_norm;
-use tgcnet_kernels::linear;
+use tgcnet_kernels::{layer_norm, linear};
 
 /// Switches and sizes of VLCM.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
