@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use tgcnet_data::imageio::parse_window;
-use tgcnet_data::{CheckOptions, DecodeOptions, Format, PhantomConfig};
+use tgcnet_data::{CheckOptions, DecodeOptions, Format, PhantomConfig, SideConvention};
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
@@ -71,6 +71,13 @@ pub struct CheckArgs {
     /// Examples listed per issue kind.
     #[arg(long, default_value_t = 5)]
     pub examples: usize,
+    /// The side convention you will train with (`image` or `patient`); a dataset whose masks show the
+    /// other one gets a warning. Read from a run config's `[model] laterality` with --config.
+    #[arg(long, conflicts_with = "config")]
+    pub laterality: Option<SideConvention>,
+    /// A run config (as for `tgcnet train`) whose `[model] laterality` the dataset is checked against.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -93,6 +100,10 @@ pub struct PhantomArgs {
     /// Do not draw ribs.
     #[arg(long)]
     pub no_ribs: bool,
+    /// What "left" in the captions names: `image` (the image's left half, as QaTa-COV19) or `patient`
+    /// (the patient's left, drawn on the image's right).
+    #[arg(long, default_value = "image")]
+    pub laterality: SideConvention,
 }
 
 pub fn run(c: DataCommand) -> anyhow::Result<i32> {
@@ -112,6 +123,10 @@ fn check(a: CheckArgs) -> anyhow::Result<i32> {
             window: parse_window(&a.window)?,
         },
         examples: a.examples,
+        expected_laterality: match (&a.config, a.laterality) {
+            (Some(c), _) => Some(tgcnet_train::RunConfig::from_file(c)?.model.laterality),
+            (None, l) => l,
+        },
     };
     let t0 = std::time::Instant::now();
     let report = tgcnet_data::check(&a.path, format, &opts)
@@ -133,6 +148,7 @@ fn phantom(a: PhantomArgs) -> anyhow::Result<i32> {
         seed: a.seed,
         text_necessary: a.text_necessary,
         ribs: !a.no_ribs,
+        laterality: a.laterality,
     };
     let s = tgcnet_data::generate_phantom(&a.out, &cfg)
         .with_context(|| format!("writing the phantom dataset to {}", a.out.display()))?;

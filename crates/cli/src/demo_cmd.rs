@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use tgcnet_data::{Dataset, PhantomConfig, generate_phantom};
+use tgcnet_data::{Dataset, PhantomConfig, SideConvention, generate_phantom};
 use tgcnet_model::CaptionEncoder;
 use tgcnet_train::checkpoint::load_model;
 use tgcnet_train::evaluate::{EvalOptions, EvalReport, evaluate, markdown};
@@ -60,6 +60,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
             seed: a.seed,
             text_necessary: true,
             ribs: true,
+            laterality: SideConvention::Image,
         },
     )?;
     eprintln!("phantom data: {summary:?}");

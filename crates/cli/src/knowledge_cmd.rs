@@ -235,6 +235,9 @@ fn entry_for(defaults: &KnowledgeBase, term: &str, xray: String, ct: String) -> 
         class: known.and_then(|e| e.class.clone()),
         xray,
         ct,
+        // The generated text replaces the convention-specific variants too: a chat model is asked
+        // for one description per term.
+        ..KnowledgeEntry::default()
     }
 }
 

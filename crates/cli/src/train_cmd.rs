@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use burn::tensor::Device;
 use clap::Args;
-use tgcnet_data::{Dataset, SampleOptions, load_sample};
+use tgcnet_data::{Dataset, SampleOptions, SideConvention, load_sample};
 use tgcnet_model::CaptionEncoder;
 use tgcnet_train::checkpoint::load_model;
 use tgcnet_train::evaluate::{
-    EvalOptions, denormalize, evaluate, heatmap, markdown, overlay, to_vec, write_png,
+    CaptionCondition, EvalOptions, denormalize, evaluate_conditions, heatmap, markdown, overlay,
+    to_vec, write_png,
 };
 use tgcnet_train::trainer::TrainOptions;
 use tgcnet_train::{RunConfig, train};
@@ -118,8 +119,32 @@ pub struct EvalArgs {
     pub limit: usize,
     #[arg(long)]
     pub no_normalize_captions: bool,
+    /// Also evaluate with altered captions, to measure text reliance: `shuffled` (captions permuted
+    /// among the images, fixed seed), `swapped` (left and right exchanged); comma-separated or repeated.
+    /// The numbers go beside the true captions' in eval.json / eval.md.
+    #[arg(long, value_delimiter = ',')]
+    pub captions: Vec<CaptionCondition>,
+    /// What "left" in the dataset's captions names: `image` (the image's left half, as QaTa-COV19) or
+    /// `patient` (the patient's left). Captions are converted when it differs from the model's
+    /// convention. Default: the model's.
+    #[arg(long)]
+    pub laterality: Option<SideConvention>,
     #[command(flatten)]
     pub device: DeviceArg,
+}
+
+/// Rewrites captions written in `from` for a model trained on `to`'s convention, saying so once.
+fn convert_sides(samples: &mut [tgcnet_data::Sample], from: SideConvention, to: SideConvention) {
+    if from == to {
+        return;
+    }
+    eprintln!(
+        "captions name sides in the `{from}` convention, the model in `{to}`: left and right are exchanged before segmenting"
+    );
+    for s in samples {
+        s.caption = from.convert(&s.caption, to);
+        s.meta = tgcnet_data::CaptionMeta::parse(&s.caption);
+    }
 }
 
 fn checkpoint_path(run: &Option<PathBuf>, checkpoint: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -136,11 +161,14 @@ pub fn eval_cmd(a: EvalArgs) -> anyhow::Result<i32> {
     let model = load_model(&ckpt, &device)?;
     let encoder = CaptionEncoder::new(model.config())?;
     let dataset = Dataset::open(&a.data, None)?;
-    let samples = dataset.split(&a.split)?;
-    let report = evaluate(
+    let mut samples = dataset.split(&a.split)?.to_vec();
+    let model_sides = model.config().laterality;
+    convert_sides(&mut samples, a.laterality.unwrap_or(model_sides), model_sides);
+    let report = evaluate_conditions(
         &model,
         &encoder,
-        samples,
+        &samples,
+        &a.captions,
         &EvalOptions {
             batch_size: a.batch_size,
             workers: 0,
@@ -148,6 +176,7 @@ pub fn eval_cmd(a: EvalArgs) -> anyhow::Result<i32> {
             hd95: true,
             save_masks: a.save_masks.clone(),
             max_samples: a.limit,
+            ..EvalOptions::default()
         },
         &device,
     )?;
@@ -193,6 +222,11 @@ pub struct InferArgs {
     pub out_dir: Option<PathBuf>,
     #[arg(long)]
     pub no_normalize_captions: bool,
+    /// What "left" in your text names: `patient` (the patient's left, as a radiologist writes) or
+    /// `image` (the image's left half). Left and right are exchanged when it differs from the model's
+    /// convention (`tgcnet info` shows it; QaTa-COV19 models use `image`). Default: the model's.
+    #[arg(long)]
+    pub laterality: Option<SideConvention>,
     #[command(flatten)]
     pub device: DeviceArg,
 }
@@ -303,8 +337,16 @@ pub fn infer_cmd(a: InferArgs) -> anyhow::Result<i32> {
     let model = load_model(&a.checkpoint, &device)?;
     let encoder = CaptionEncoder::new(model.config())?;
     let normalize = !a.no_normalize_captions;
+    let model_sides = model.config().laterality;
+    let user_sides = a.laterality.unwrap_or(model_sides);
+    if user_sides != model_sides {
+        eprintln!(
+            "your text names sides in the `{user_sides}` convention, the model in `{model_sides}`: left and right are exchanged before segmenting"
+        );
+    }
+    let to_model = |text: &str| user_sides.convert(text, model_sides);
     if let (Some(image), Some(text), Some(out)) = (&a.image, &a.text, &a.out) {
-        let p = predict(&model, &encoder, image, text, normalize, &device)?;
+        let p = predict(&model, &encoder, image, &to_model(text), normalize, &device)?;
         write_png(&p.mask_png(), out)?;
         if let Some(o) = &a.overlay {
             write_png(&overlay(&p.gray, &p.mask, None), o)?;
@@ -333,7 +375,14 @@ pub fn infer_cmd(a: InferArgs) -> anyhow::Result<i32> {
     let dataset = Dataset::open(manifest, None)?;
     for sample in dataset.splits.values().flatten() {
         let image = &sample.image_path;
-        let p = predict(&model, &encoder, image, &sample.caption, normalize, &device)?;
+        let p = predict(
+            &model,
+            &encoder,
+            image,
+            &to_model(&sample.caption),
+            normalize,
+            &device,
+        )?;
         let stem = image
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())

@@ -3,14 +3,79 @@
 //! areas, upper left lung and lower right lung.").
 //!
 //! Zones are always in the order of SGSeg's `pseudo_label`: upper, middle, lower **left**, then upper,
-//! middle, lower **right**, where left and right are the *patient's* sides (as the captions use them).
+//! middle, lower **right**, with "left" and "right" in the caption's own [`SideConvention`]
+//! (QaTa-COV19's captions name sides as seen on the image; a radiologist names the patient's sides).
 
 use std::sync::LazyLock;
 
 use regex::{Captures, Regex};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// Zone names in `pseudo_label` order (patient sides).
+/// Which side "left" and "right" in a caption name. One chest X-ray, two habits: QaTa-COV19's captions
+/// name sides as they appear on the image (measured from its masks: the centroid of a "left lung" lesion
+/// lies in the image's left half in 97 % of the unilateral training captions), while a radiologist's
+/// report names the patient's sides, and the patient's left lung is displayed on the image's right.
+/// A model learns whichever its training captions use; its config records it (`laterality`), and captions in the other
+/// convention are converted with [`SideConvention::convert`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SideConvention {
+    /// "Left" is the image's left half, as displayed (QaTa-COV19, SGSeg and LViT captions).
+    #[default]
+    Image,
+    /// "Left" is the patient's left, displayed on the image's right (radiological reports).
+    Patient,
+}
+
+impl SideConvention {
+    /// Both conventions, for option listings.
+    pub const ALL: [SideConvention; 2] = [SideConvention::Image, SideConvention::Patient];
+
+    /// The name used in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            SideConvention::Image => "image",
+            SideConvention::Patient => "patient",
+        }
+    }
+
+    /// `caption`, written in this convention, rewritten for `to` (left and right swapped when they
+    /// differ; the caption unchanged otherwise).
+    pub fn convert(self, caption: &str, to: SideConvention) -> String {
+        if self == to {
+            caption.to_string()
+        } else {
+            swap_left_right(caption)
+        }
+    }
+
+    /// Whether a lesion named "left" in this convention lies in the image's left half.
+    pub fn left_is_image_left(self) -> bool {
+        self == SideConvention::Image
+    }
+}
+
+impl std::fmt::Display for SideConvention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for SideConvention {
+    type Err = crate::error::DataError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "image" => Ok(SideConvention::Image),
+            "patient" => Ok(SideConvention::Patient),
+            _ => Err(crate::error::DataError::invalid(
+                "laterality",
+                format!("`{s}` (expected `image` or `patient`)"),
+            )),
+        }
+    }
+}
+
+/// Zone names in `pseudo_label` order (sides in the caption's convention).
 pub const ZONE_NAMES: [&str; 6] = [
     "upper left",
     "middle left",
@@ -82,8 +147,8 @@ pub fn normalize_caption(text: &str) -> String {
 }
 
 /// Swaps the words "left" and "right" (whole words, any case; the case pattern is kept: "Left" →
-/// "Right", "LEFT" → "RIGHT"). Used together with a horizontal flip of the image, since captions name
-/// the patient's sides.
+/// "Right", "LEFT" → "RIGHT"). Used together with a horizontal flip of the image (in either
+/// [`SideConvention`] a flip exchanges the sides a caption must name), and to convert between conventions.
 pub fn swap_left_right(text: &str) -> String {
     RE_LEFT_RIGHT
         .replace_all(text, |c: &Captures| {

@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::caption::{CaptionMeta, Laterality, ZONE_NAMES, normalize_caption, words};
 use crate::dataset::{Dataset, Format, Sample};
 use crate::error::{DataError, Result};
+use crate::caption::SideConvention;
 use crate::imageio::{DecodeOptions, read_image, read_mask};
 
 /// How serious an issue is.
@@ -40,7 +41,8 @@ pub struct Issue {
     pub severity: Severity,
     /// A stable code: `missing_folder`, `missing_file`, `unreadable`, `size_mismatch`, `non_binary_mask`,
     /// `empty_mask`, `empty_caption`, `duplicate_entry`, `conflicting_captions`, `image_in_two_splits`,
-    /// `case_only_difference`, `patient_overlap`, `laterality_contradiction`, `annotation_mismatch`,
+    /// `case_only_difference`, `patient_overlap`, `laterality_contradiction`, `laterality_convention`,
+    /// `annotation_mismatch`,
     /// `unreferenced_files`, `no_samples`.
     pub kind: String,
     pub split: Option<String>,
@@ -60,6 +62,9 @@ pub struct CheckOptions {
     pub decode_options: DecodeOptions,
     /// Examples listed per issue kind in the text report.
     pub examples: usize,
+    /// The side convention a model or run config expects of the captions; a dataset whose masks
+    /// show the other one gets a `laterality_convention` warning.
+    pub expected_laterality: Option<SideConvention>,
 }
 
 impl Default for CheckOptions {
@@ -69,6 +74,7 @@ impl Default for CheckOptions {
             workers: 0,
             decode_options: DecodeOptions::default(),
             examples: 5,
+            expected_laterality: None,
         }
     }
 }
@@ -186,6 +192,8 @@ pub struct SplitSummary {
     pub non_binary_masks: usize,
     /// Median fraction of foreground pixels over the decoded masks.
     pub foreground_median: Option<f64>,
+    /// Which half of the image one-sided captions' masks lie in (the side convention).
+    pub sides: SideEvidence,
     pub vocabulary: Vocabulary,
 }
 
@@ -203,6 +211,10 @@ pub struct CheckReport {
     pub patients_in_several_splits: usize,
     /// Histogram of mask values over the masks that are not cleanly binary.
     pub non_binary_mask_values: BTreeMap<i64, usize>,
+    /// The side evidence of all splits together, and the convention it supports (None: too few
+    /// one-sided captions with masks, or mixed).
+    pub sides: SideEvidence,
+    pub laterality: Option<SideConvention>,
     pub errors: usize,
     pub warnings: usize,
     pub issues: Vec<Issue>,
@@ -270,6 +282,64 @@ struct MaskInfo {
     binary: bool,
     histogram: BTreeMap<i64, usize>,
     foreground: f64,
+    /// Horizontal centroid of the foreground as a fraction of the width (None: empty mask).
+    centroid_x: Option<f64>,
+}
+
+/// Evidence for the side convention of a split's captions, from its masks: for captions that name one
+/// side only, on which half of the image the mask's centroid lies.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SideEvidence {
+    /// Captions naming only the left side (with a non-empty decoded mask).
+    pub left_captions: usize,
+    /// ... whose mask centroid lies in the image's left half.
+    pub left_on_image_left: usize,
+    pub right_captions: usize,
+    /// ... whose mask centroid lies in the image's right half.
+    pub right_on_image_right: usize,
+}
+
+impl SideEvidence {
+    /// The share of one-sided captions whose mask lies on the side the image convention predicts.
+    pub fn image_agreement(&self) -> Option<f64> {
+        let n = self.left_captions + self.right_captions;
+        (n > 0).then(|| (self.left_on_image_left + self.right_on_image_right) as f64 / n as f64)
+    }
+
+    /// The convention the masks support: at least 80 % of the one-sided captions on one side (and 10
+    /// captions at least); None when the evidence is thin or mixed.
+    pub fn convention(&self) -> Option<SideConvention> {
+        let n = self.left_captions + self.right_captions;
+        let agree = self.image_agreement()?;
+        if n < 10 {
+            None
+        } else if agree >= 0.8 {
+            Some(SideConvention::Image)
+        } else if agree <= 0.2 {
+            Some(SideConvention::Patient)
+        } else {
+            None
+        }
+    }
+
+    fn add(&mut self, meta: &crate::caption::CaptionMeta, centroid_x: f64) {
+        let Some(z) = meta.zones else { return };
+        let (left, right) = (z[..3].iter().any(|&v| v), z[3..].iter().any(|&v| v));
+        if left && !right {
+            self.left_captions += 1;
+            self.left_on_image_left += usize::from(centroid_x < 0.5);
+        } else if right && !left {
+            self.right_captions += 1;
+            self.right_on_image_right += usize::from(centroid_x >= 0.5);
+        }
+    }
+
+    fn merge(&mut self, o: &SideEvidence) {
+        self.left_captions += o.left_captions;
+        self.left_on_image_left += o.left_on_image_left;
+        self.right_captions += o.right_captions;
+        self.right_on_image_right += o.right_on_image_right;
+    }
 }
 
 /// The patient id in a file name (`sub-s10566` style BIDS subject ids), if any.
@@ -435,11 +505,19 @@ pub fn check_dataset(ds: &Dataset, opts: &CheckOptions) -> Result<CheckReport> {
                             (Some(m), true) => Some(read_mask(m, s.slice).map(|r| {
                                 let bin = r.binarize(s.label);
                                 let fg = bin.iter().map(|&v| v as usize).sum::<usize>();
+                                let w = r.width.max(1);
+                                let sum_x: f64 = bin
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|(_, v)| **v > 0)
+                                    .map(|(i, _)| (i % w) as f64 + 0.5)
+                                    .sum();
                                 MaskInfo {
                                     size: (r.width, r.height),
                                     binary: r.is_binary(s.label),
                                     histogram: r.histogram(),
                                     foreground: fg as f64 / bin.len().max(1) as f64,
+                                    centroid_x: (fg > 0).then(|| sum_x / fg as f64 / w as f64),
                                 }
                             })),
                             _ => None,
@@ -475,6 +553,9 @@ pub fn check_dataset(ds: &Dataset, opts: &CheckOptions) -> Result<CheckReport> {
             match &d.mask {
                 Some(Ok(m)) => {
                     fgs.push(m.foreground);
+                    if let Some(cx) = m.centroid_x {
+                        sum.sides.add(&s.meta, cx);
+                    }
                     if let Some(sz) = size
                         && sz != m.size
                     {
@@ -710,6 +791,29 @@ pub fn check_dataset(ds: &Dataset, opts: &CheckOptions) -> Result<CheckReport> {
         });
     }
 
+    let mut sides = SideEvidence::default();
+    summaries.iter().for_each(|s: &SplitSummary| sides.merge(&s.sides));
+    let laterality = sides.convention();
+    if let (Some(found), Some(expected)) = (laterality, opts.expected_laterality)
+        && found != expected
+    {
+        issues.push(Issue {
+            severity: Severity::Warning,
+            kind: "laterality_convention".into(),
+            split: None,
+            file: None,
+            location: None,
+            message: format!(
+                "the masks say the captions name sides in the `{found}` convention ({} of {} one-sided captions), the config expects `{expected}`: a model trained so learns the wrong lung for \"left\"; set `laterality = \"{found}\"` in [model]",
+                pct(if found == SideConvention::Image {
+                    sides.image_agreement().unwrap_or(0.0)
+                } else {
+                    1.0 - sides.image_agreement().unwrap_or(0.0)
+                }),
+                sides.left_captions + sides.right_captions
+            ),
+        });
+    }
     let errors = issues
         .iter()
         .filter(|i| i.severity == Severity::Error)
@@ -727,6 +831,8 @@ pub fn check_dataset(ds: &Dataset, opts: &CheckOptions) -> Result<CheckReport> {
         patients: patient_splits.len(),
         patients_in_several_splits: shared.len(),
         non_binary_mask_values: non_binary_values,
+        sides,
+        laterality,
         errors,
         warnings,
         issues,
@@ -832,8 +938,37 @@ impl std::fmt::Display for CheckReport {
                     s.non_binary_masks
                 );
             }
+            if s.sides.image_agreement().is_some() {
+                let _ = writeln!(
+                    out,
+                    "  sides: {} of {} \"left\"-only and {} of {} \"right\"-only captions have their mask on that side of the image",
+                    s.sides.left_on_image_left,
+                    s.sides.left_captions,
+                    s.sides.right_on_image_right,
+                    s.sides.right_captions,
+                );
+            }
             write_vocab(&mut out, &s.vocabulary, "  ");
         }
+        let _ = writeln!(
+            out,
+            "\nside convention: {}",
+            match (self.laterality, self.sides.image_agreement()) {
+                (Some(SideConvention::Image), Some(a)) => format!(
+                    "`image`: \"left\" names the image's left half ({} of the one-sided captions' masks agree)",
+                    pct(a)
+                ),
+                (Some(SideConvention::Patient), Some(a)) => format!(
+                    "`patient`: \"left\" names the patient's left, on the image's right ({} of the one-sided captions' masks agree)",
+                    pct(1.0 - a)
+                ),
+                (_, Some(a)) => format!(
+                    "undetermined ({} of the one-sided captions' masks lie on the side the image convention predicts)",
+                    pct(a)
+                ),
+                (_, None) => "undetermined (no one-sided caption with a decoded mask)".into(),
+            }
+        );
         if self.splits.len() > 1 {
             let _ = writeln!(out, "\nall splits:");
             write_vocab(&mut out, &self.vocabulary, "  ");

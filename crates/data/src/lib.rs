@@ -26,7 +26,9 @@ pub mod phantom;
 pub mod rng;
 pub mod transform;
 
-pub use caption::{CaptionMeta, Laterality, describe_zones, normalize_caption, swap_left_right};
+pub use caption::{
+    CaptionMeta, Laterality, SideConvention, describe_zones, normalize_caption, swap_left_right,
+};
 pub use check::{CheckOptions, CheckReport, Issue, Severity, check, check_dataset};
 pub use dataset::{Dataset, Format, Sample, SourceRef, canonical_split};
 pub use error::{DataError, Result};

@@ -6,9 +6,10 @@
 //! ([`describe_zones`]): "Bilateral pulmonary infection, two infected areas, upper left lung and lower
 //! right lung."; the mask holds the lesions.
 //!
-//! **Convention (radiological, as in real chest X-rays):** "left"/"right" are the *patient's* sides, and
-//! the patient's left lung is on the **image's right** (x > width/2). Zones are the thirds of each lung
-//! field's height. This matches the convention of the published QaTa captions.
+//! **Side convention:** [`PhantomConfig::laterality`]. With [`SideConvention::Image`] (the default, as
+//! QaTa-COV19's captions) "left lung" is the lung field in the image's left half; with
+//! [`SideConvention::Patient`] (radiological reports) it is the patient's left lung, drawn in the
+//! image's right half. Zones are the thirds of each lung field's height.
 //!
 //! With `text_necessary`, lesions are placed in more zones than the caption names; the caption names only
 //! some of them and the mask holds only the named ones, so the text is needed to get the mask right.
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::caption::describe_zones;
+use crate::caption::{SideConvention, describe_zones};
 use crate::error::{DataError, Result};
 use crate::rng::{Rng, sample_seed};
 
@@ -36,6 +37,8 @@ pub struct PhantomConfig {
     pub text_necessary: bool,
     /// Draw ribs.
     pub ribs: bool,
+    /// Which half of the image the captions' "left" names.
+    pub laterality: SideConvention,
 }
 
 impl Default for PhantomConfig {
@@ -47,6 +50,7 @@ impl Default for PhantomConfig {
             seed: 0,
             text_necessary: false,
             ribs: true,
+            laterality: SideConvention::Image,
         }
     }
 }
@@ -58,15 +62,15 @@ pub struct PhantomSample {
     pub image: Vec<u8>,
     /// `[size, size]` in {0, 255}: lesions of the named zones.
     pub mask: Vec<u8>,
-    /// Zones holding a lesion (in [`crate::caption::ZONE_NAMES`] order, patient sides).
+    /// Zones holding a lesion (in [`crate::caption::ZONE_NAMES`] order, sides in the config's convention).
     pub zones_present: [bool; 6],
     /// Zones named by the caption (and in the mask).
     pub zones_named: [bool; 6],
     pub caption: String,
 }
 
-/// The lung fields of one image: (cx, cy, rx, ry) in pixels, for the image-left lung (patient's
-/// right) and the image-right lung (patient's left).
+/// The lung fields of one image: (cx, cy, rx, ry) in pixels, for the image-left lung and the
+/// image-right lung.
 #[derive(Clone, Copy, Debug)]
 struct Lung {
     cx: f32,
@@ -90,13 +94,40 @@ impl Lung {
     }
 }
 
-/// The lung that holds zone `z` (0..3 patient left → image right; 3..6 patient right → image left).
-fn lung_of(z: usize, lungs: &[Lung; 2]) -> Lung {
-    if z < 3 { lungs[1] } else { lungs[0] }
+/// Which lung field (0: the image's left half, 1: its right half) holds zone `z` (0..3 "left",
+/// 3..6 "right" in `convention`).
+fn lung_index(z: usize, convention: SideConvention) -> usize {
+    let named_left = z < 3;
+    if named_left == convention.left_is_image_left() {
+        0
+    } else {
+        1
+    }
 }
 
 /// Renders phantom `index`.
 pub fn render(index: u64, cfg: &PhantomConfig) -> PhantomSample {
+    render_named(index, cfg, None)
+}
+
+/// The counterfactual of phantom `index` (text-necessary variant): the same image, captioned with the
+/// zones that hold a lesion but that its own caption leaves out, and the mask of those lesions. What
+/// a model that reads the caption must segment when told about the other lesions.
+pub fn render_counterfactual(index: u64, cfg: &PhantomConfig) -> PhantomSample {
+    let own = render(index, cfg);
+    let mut other = [false; 6];
+    for z in 0..6 {
+        other[z] = own.zones_present[z] && !own.zones_named[z];
+    }
+    if !other.iter().any(|&z| z) {
+        return own;
+    }
+    render_named(index, cfg, Some(other))
+}
+
+/// Renders phantom `index`; `named` (a subset of the zones holding lesions) replaces the zones its
+/// caption names. The image is the same whatever `named` is: only the caption and the mask change.
+fn render_named(index: u64, cfg: &PhantomConfig, named_override: Option<[bool; 6]>) -> PhantomSample {
     let s = cfg.size.max(16);
     let sf = s as f32;
     let mut rng = Rng::new(sample_seed(cfg.seed, 0x9a47, index));
@@ -144,6 +175,11 @@ pub fn render(index: u64, cfg: &PhantomConfig) -> PhantomSample {
             named[z] = true;
         }
     }
+    if let Some(o) = named_override {
+        for z in 0..6 {
+            named[z] = o[z] && present[z];
+        }
+    }
 
     // Texture: a few random low-frequency waves.
     let waves: Vec<(f32, f32, f32, f32)> = (0..5)
@@ -167,7 +203,7 @@ pub fn render(index: u64, cfg: &PhantomConfig) -> PhantomSample {
     }
     let mut blobs = Vec::new();
     for z in (0..6).filter(|&z| present[z]) {
-        let lung = lung_of(z, &lungs);
+        let lung = lungs[lung_index(z, cfg.laterality)];
         let (y0, y1) = lung.band(z % 3);
         let bh = y1 - y0;
         let cyz = rng.range(y0 + 0.35 * bh, y1 - 0.35 * bh);
@@ -236,8 +272,7 @@ pub fn render(index: u64, cfg: &PhantomConfig) -> PhantomSample {
             if let Some(k) = in_lung {
                 for blob in &blobs {
                     // Only lesions of the lung this pixel is in.
-                    let lung_k = if blob.zone < 3 { 1 } else { 0 };
-                    if lung_k != k {
+                    if lung_index(blob.zone, cfg.laterality) != k {
                         continue;
                     }
                     let g = blob
@@ -289,8 +324,44 @@ fn save_gray(path: &Path, data: &[u8], size: usize) -> Result<()> {
     .map_err(|e| DataError::image(path, format!("cannot write PNG: {e}")))
 }
 
+/// The validation images' counterfactuals ([`render_counterfactual`]) as a manifest of their own,
+/// `counterfactual/counterfactual.csv` (`id,image,mask,text`; the images are the validation images,
+/// the masks in `counterfactual/masks/`). It lives in a folder of its own so that the dataset at `out`
+/// keeps two splits and no image twice.
+fn write_counterfactuals(out: &Path, cfg: &PhantomConfig) -> Result<PathBuf> {
+    let dir = out.join("counterfactual");
+    let masks = dir.join("masks");
+    std::fs::create_dir_all(&masks).map_err(|e| DataError::io(&masks, e))?;
+    let rows: Vec<Result<[String; 4]>> = (cfg.n_train..cfg.n_train + cfg.n_val)
+        .into_par_iter()
+        .map(|i| {
+            let p = render_counterfactual(i as u64, cfg);
+            let name = format!("phantom_{i:05}.png");
+            save_gray(&masks.join(&name), &p.mask, cfg.size)?;
+            Ok([
+                format!("phantom_{i:05}_counterfactual"),
+                format!("../images/{name}"),
+                format!("masks/{name}"),
+                p.caption,
+            ])
+        })
+        .collect();
+    let path = dir.join("counterfactual.csv");
+    let mut w = csv::Writer::from_path(&path)
+        .map_err(|e| DataError::table(&path, "write", e.to_string()))?;
+    w.write_record(["id", "image", "mask", "text"])
+        .map_err(|e| DataError::table(&path, "write", e.to_string()))?;
+    for row in rows {
+        w.write_record(row?)
+            .map_err(|e| DataError::table(&path, "write", e.to_string()))?;
+    }
+    w.flush().map_err(|e| DataError::io(&path, e))?;
+    Ok(path)
+}
+
 /// Writes the phantom dataset to `out`: `images/phantom_NNNNN.png`, `masks/phantom_NNNNN.png`, and the
-/// manifests `train.csv`, `val.csv` (`image,mask,text`), plus `phantom.json` with the settings.
+/// manifests `train.csv`, `val.csv` (`image,mask,text`), plus `phantom.json` with the settings; with
+/// `text_necessary`, also the validation counterfactuals (`counterfactual/counterfactual.csv`).
 /// [`crate::Dataset::open`] reads the directory as a manifest dataset.
 pub fn generate(out: &Path, cfg: &PhantomConfig) -> Result<PhantomSummary> {
     if cfg.size < 16 {
@@ -331,11 +402,18 @@ pub fn generate(out: &Path, cfg: &PhantomConfig) -> Result<PhantomSummary> {
         w.flush().map_err(|e| DataError::io(&path, e))?;
         files.push(path);
     }
+    if cfg.text_necessary {
+        files.push(write_counterfactuals(out, cfg)?);
+    }
     let meta = out.join("phantom.json");
     let json = serde_json::json!({
         "generator": "tgcnet data phantom",
         "config": cfg,
-        "convention": "captions name the patient's sides; the patient's left lung is on the image's right",
+        "laterality": cfg.laterality,
+        "convention": match cfg.laterality {
+            SideConvention::Image => "captions name sides as seen on the image: \"left lung\" is the image's left half",
+            SideConvention::Patient => "captions name the patient's sides: the patient's left lung is on the image's right",
+        },
     });
     let text = serde_json::to_string_pretty(&json)
         .map_err(|e| DataError::table(&meta, "write", e.to_string()))?;
@@ -363,6 +441,13 @@ mod tests {
         }
     }
 
+    fn patient(text_necessary: bool) -> PhantomConfig {
+        PhantomConfig {
+            laterality: SideConvention::Patient,
+            ..small(text_necessary)
+        }
+    }
+
     /// Which zones hold mask pixels, using only the image geometry: side from the image half, level
     /// from the vertical position relative to the mask's lung extent is not known, so we check the
     /// side and that each named side has mask pixels.
@@ -383,21 +468,26 @@ mod tests {
         (img_left, img_right)
     }
 
+    /// A swap anywhere between the renderer and the caption fails this: "left" lesions must be drawn
+    /// in the image's left half under the image convention and in its right half under the patient's.
     #[test]
     fn caption_matches_named_zones_and_sides() {
-        for tn in [false, true] {
-            let cfg = small(tn);
+        for cfg in [small(false), small(true), patient(false), patient(true)] {
+            let tn = cfg.text_necessary;
             for i in 0..24 {
                 let p = render(i, &cfg);
                 let m = CaptionMeta::parse(&p.caption);
                 assert_eq!(m.zones, Some(p.zones_named), "{}", p.caption);
                 assert!(p.zones_named.iter().any(|&z| z));
                 let (img_left, img_right) = mask_sides(&p, cfg.size);
-                let patient_left = p.zones_named[..3].iter().any(|&z| z);
-                let patient_right = p.zones_named[3..].iter().any(|&z| z);
-                // Radiological convention: patient's left on the image's right.
-                assert_eq!(img_right, patient_left, "{}", p.caption);
-                assert_eq!(img_left, patient_right, "{}", p.caption);
+                let named_left = p.zones_named[..3].iter().any(|&z| z);
+                let named_right = p.zones_named[3..].iter().any(|&z| z);
+                if cfg.laterality == SideConvention::Image {
+                    assert_eq!((img_left, img_right), (named_left, named_right), "{}", p.caption);
+                } else {
+                    // Radiological convention: the patient's left on the image's right.
+                    assert_eq!((img_right, img_left), (named_left, named_right), "{}", p.caption);
+                }
                 if tn {
                     let n_present = p.zones_present.iter().filter(|&&z| z).count();
                     let n_named = p.zones_named.iter().filter(|&&z| z).count();
@@ -428,19 +518,37 @@ mod tests {
                     .filter(|&y| (x0..x1).any(|x| p.mask[y * s + x] > 0))
                     .collect()
             };
-            // patient left = image right half.
+            // image convention: "left" = the image's left half.
             let (upper_only_left, lower_only_right) = (
                 z[0..3] == [true, false, false],
                 z[3..6] == [false, false, true],
             );
             if upper_only_left && lower_only_right {
-                let l = rows(s / 2, s);
-                let r = rows(0, s / 2);
+                let l = rows(0, s / 2);
+                let r = rows(s / 2, s);
                 assert!(l.iter().max().unwrap() < r.iter().min().unwrap());
                 checked += 1;
             }
         }
         assert!(checked > 0);
+    }
+
+    #[test]
+    fn counterfactual_names_the_other_lesions_of_the_same_image() {
+        let cfg = small(true);
+        for i in 0..24 {
+            let own = render(i, &cfg);
+            let cf = render_counterfactual(i, &cfg);
+            assert_eq!(cf.image, own.image, "the picture must not change");
+            assert_eq!(cf.zones_present, own.zones_present);
+            for z in 0..6 {
+                assert_eq!(cf.zones_named[z], own.zones_present[z] && !own.zones_named[z]);
+            }
+            assert_ne!(cf.caption, own.caption);
+            // The two masks cover different lesions: they do not overlap.
+            assert!(cf.mask.iter().zip(&own.mask).all(|(a, b)| *a == 0 || *b == 0));
+            assert!(cf.mask.iter().any(|&m| m > 0));
+        }
     }
 
     #[test]

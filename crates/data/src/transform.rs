@@ -9,7 +9,7 @@
 
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
 use crate::imageio::Plane;
@@ -158,8 +158,9 @@ pub fn resize_mask(m: &[u8], src_w: usize, src_h: usize, width: usize, height: u
     out
 }
 
-/// Ranges of the random augmentation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// Ranges of the random augmentation (the `[train.augmentation]` table of a run config).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AugmentConfig {
     /// Rotation uniform in ±`rotate_deg` degrees.
     pub rotate_deg: f32,

@@ -221,6 +221,7 @@ fn phantom_dataset_roundtrip() {
         seed: 3,
         text_necessary: true,
         ribs: true,
+        ..PhantomConfig::default()
     };
     generate_phantom(d.path(), &cfg).unwrap();
     let ds = Dataset::open(d.path(), None).unwrap();

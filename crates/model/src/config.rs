@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tgcnet_clip::{Activation, ClipConfig, ClipTextConfig, ClipVisionConfig};
+use tgcnet_data::SideConvention;
 
 use crate::date::DateConfig;
 use crate::decoder::DecoderConfig;
@@ -53,6 +54,10 @@ pub struct TgcNetConfig {
     pub image_size: usize,
     /// Text guidance; off: no text tower, DATE or VLCM (the image-only ablation).
     pub text: bool,
+    /// The side convention of the training captions (`image`: "left" is the image's left, as in
+    /// QaTa-COV19; `patient`: the patient's left). `infer`/`eval` convert captions written in the
+    /// other convention, and DATE's side passages are written for this one.
+    pub laterality: SideConvention,
     pub clip: ClipSection,
     pub sse: SseConfig,
     pub date: DateConfig,
@@ -77,6 +82,7 @@ impl TgcNetConfig {
         Self {
             image_size: 224,
             text: true,
+            laterality: SideConvention::Image,
             clip: ClipSection {
                 model: ClipConfig::vit_b16(),
                 weights: None,
@@ -98,6 +104,7 @@ impl TgcNetConfig {
         Self {
             image_size: 224,
             text: true,
+            laterality: SideConvention::Image,
             clip: ClipSection {
                 model: ClipConfig {
                     embed_dim: 128,
@@ -157,6 +164,7 @@ impl TgcNetConfig {
         Self {
             image_size: 32,
             text: true,
+            laterality: SideConvention::Image,
             clip: ClipSection {
                 model: ClipConfig {
                     embed_dim: 16,

@@ -9,10 +9,15 @@
 //! aliases = ["left upper zone", "left upper lung zone"]   # optional, other surface forms
 //! xray = "How it appears on a chest X-ray."
 //! ct = "How it appears on chest CT."
+//! xray_image = "..."        # optional: replaces `xray` for captions that name sides as seen on the image
+//! ct_patient = "..."        # optional: replaces `ct` for captions that name the patient's sides
 //! ```
 //!
+//! The `_image` / `_patient` variants exist for the terms whose meaning depends on the captions'
+//! [`SideConvention`] ("left", "right lung", ...): a model trained on QaTa-COV19, whose captions name
+//! sides as seen on the image, must not read "the patient's left, on the viewer's right" for "left".
 //! Every entry becomes one [`Passage`] whose text is
-//! `"<Term>. X-ray: <xray> CT: <ct>"`; DATE encodes the passages once with the frozen CLIP
+//! `"<Term>. X-ray: <xray> CT: <ct>"` (with the variants of the knowledge base's convention); DATE encodes the passages once with the frozen CLIP
 //! text encoder and lets the report tokens attend to the passages matched in the report
 //! ([`KnowledgeBase::match_report`]).
 //!
@@ -45,13 +50,25 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
+use tgcnet_data::SideConvention;
+
 /// The shipped knowledge file (`knowledge/default.toml` at the repository root).
 pub const DEFAULT_KNOWLEDGE_TOML: &str = include_str!("../../../knowledge/default.toml");
 
 /// Origin string used in errors about the shipped file.
 pub const DEFAULT_ORIGIN: &str = "knowledge/default.toml (built in)";
 
-const ENTRY_FIELDS: [&str; 5] = ["term", "class", "aliases", "xray", "ct"];
+const ENTRY_FIELDS: [&str; 9] = [
+    "term",
+    "class",
+    "aliases",
+    "xray",
+    "ct",
+    "xray_image",
+    "ct_image",
+    "xray_patient",
+    "ct_patient",
+];
 const ZONE_WORDS: [&str; 3] = ["upper", "middle", "lower"];
 const SIDE_WORDS: [&str; 2] = ["left", "right"];
 const COORDINATORS: [&str; 2] = ["and", "or"];
@@ -65,7 +82,7 @@ pub struct Passage {
 }
 
 /// One entry of a knowledge file, as written in the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KnowledgeEntry {
     pub term: String,
     /// Other surface forms matched in reports (the term itself is always matched).
@@ -76,16 +93,34 @@ pub struct KnowledgeEntry {
     pub xray: String,
     /// How the term appears on chest CT (one or two sentences).
     pub ct: String,
+    /// `xray` and `ct` for captions that name sides as seen on the image (when they differ).
+    pub image: Option<SideTexts>,
+    /// `xray` and `ct` for captions that name the patient's sides (when they differ).
+    pub patient: Option<SideTexts>,
+}
+
+/// Convention-specific replacements of an entry's `xray` / `ct` text (either may be absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SideTexts {
+    pub xray: Option<String>,
+    pub ct: Option<String>,
 }
 
 impl KnowledgeEntry {
-    /// The passage text DATE encodes: `"<Term>. X-ray: <xray> CT: <ct>"`.
-    pub fn passage_text(&self) -> String {
+    /// The passage text DATE encodes for captions in `convention`: `"<Term>. X-ray: <xray> CT: <ct>"`,
+    /// with the convention's variants where the entry has them.
+    pub fn passage_text(&self, convention: SideConvention) -> String {
+        let texts = match convention {
+            SideConvention::Image => self.image.as_ref(),
+            SideConvention::Patient => self.patient.as_ref(),
+        };
+        let xray = texts.and_then(|t| t.xray.as_ref()).unwrap_or(&self.xray);
+        let ct = texts.and_then(|t| t.ct.as_ref()).unwrap_or(&self.ct);
         format!(
             "{}. X-ray: {} CT: {}",
             capitalize(self.term.trim()),
-            sentence(&self.xray),
-            sentence(&self.ct)
+            sentence(xray),
+            sentence(ct)
         )
     }
 }
@@ -162,12 +197,29 @@ pub struct KnowledgeBase {
     /// The entries as written (same order and length as `passages`).
     pub entries: Vec<KnowledgeEntry>,
     origin: String,
+    /// The side convention the passages are written for.
+    convention: SideConvention,
     /// Normalised alias word sequence -> passage index.
     matcher: HashMap<Vec<String>, usize>,
     max_alias_words: usize,
 }
 
 impl KnowledgeBase {
+    /// The same base with its passages written for captions in `convention` (a base is built for
+    /// [`SideConvention::Image`], QaTa-COV19's convention, until told otherwise).
+    pub fn with_convention(mut self, convention: SideConvention) -> Self {
+        self.convention = convention;
+        for (p, e) in self.passages.iter_mut().zip(&self.entries) {
+            p.text = e.passage_text(convention);
+        }
+        self
+    }
+
+    /// The side convention the passages are written for.
+    pub fn convention(&self) -> SideConvention {
+        self.convention
+    }
+
     /// The shipped knowledge file, embedded at compile time.
     pub fn default_base() -> Result<Self, KnowledgeError> {
         Self::from_toml_str(DEFAULT_KNOWLEDGE_TOML, DEFAULT_ORIGIN)
@@ -235,12 +287,24 @@ impl KnowledgeBase {
         let mut max_alias_words = 0;
         for (i, e) in entries.iter().enumerate() {
             let label = entry_label(i, Some(&e.term));
-            for (field, text) in [("term", &e.term), ("xray", &e.xray), ("ct", &e.ct)] {
+            let variants = [("image", &e.image), ("patient", &e.patient)]
+                .into_iter()
+                .filter_map(|(name, t)| t.as_ref().map(|t| (name, t)))
+                .flat_map(|(name, t)| {
+                    [("xray", &t.xray), ("ct", &t.ct)]
+                        .into_iter()
+                        .filter_map(move |(f, x)| x.as_ref().map(|x| (format!("{f}_{name}"), x)))
+                });
+            let texts = [("term", &e.term), ("xray", &e.xray), ("ct", &e.ct)]
+                .into_iter()
+                .map(|(f, x)| (f.to_string(), x))
+                .chain(variants);
+            for (field, text) in texts {
                 if text.trim().is_empty() {
                     return Err(KnowledgeError::EmptyText {
                         origin: origin.to_string(),
                         entry: label,
-                        field: field.to_string(),
+                        field,
                     });
                 }
             }
@@ -289,13 +353,14 @@ impl KnowledgeBase {
             .iter()
             .map(|e| Passage {
                 term: e.term.clone(),
-                text: e.passage_text(),
+                text: e.passage_text(SideConvention::Image),
             })
             .collect();
         Ok(Self {
             passages,
             entries,
             origin: origin.to_string(),
+            convention: SideConvention::Image,
             matcher,
             max_alias_words,
         })
@@ -383,6 +448,14 @@ impl KnowledgeBase {
             }
             out.push_str(&format!("xray = {}\n", toml_string(&e.xray)));
             out.push_str(&format!("ct = {}\n", toml_string(&e.ct)));
+            for (name, texts) in [("image", &e.image), ("patient", &e.patient)] {
+                let Some(t) = texts else { continue };
+                for (field, text) in [("xray", &t.xray), ("ct", &t.ct)] {
+                    if let Some(text) = text {
+                        out.push_str(&format!("{field}_{name} = {}\n", toml_string(text)));
+                    }
+                }
+            }
         }
         out
     }
@@ -449,12 +522,19 @@ fn entry_from_value(
         }
         Some(_) => return Err(wrong("aliases", "an array of strings")),
     };
+    let side_texts = |name: &str| -> Result<Option<SideTexts>, KnowledgeError> {
+        let xray = string(&format!("xray_{name}"))?;
+        let ct = string(&format!("ct_{name}"))?;
+        Ok((xray.is_some() || ct.is_some()).then_some(SideTexts { xray, ct }))
+    };
     Ok(KnowledgeEntry {
         term: required("term")?,
         aliases,
         class: string("class")?,
         xray: required("xray")?,
         ct: required("ct")?,
+        image: side_texts("image")?,
+        patient: side_texts("patient")?,
     })
 }
 
@@ -974,6 +1054,33 @@ ct = "Upper left on CT."
         assert_eq!(kb.match_report("LEFT UPPER ZONE"), vec![1]);
     }
 
+    /// The default file's side terms say, for each convention, on which half of the image the side
+    /// lies, and never the other convention's half.
+    #[test]
+    fn side_passages_follow_the_convention() {
+        let image = kb();
+        assert_eq!(image.convention(), SideConvention::Image);
+        let patient = kb().with_convention(SideConvention::Patient);
+        for term in ["left", "left lung", "right", "right lung"] {
+            let i = image.index_of(term).unwrap();
+            let (on_image, on_patient) = (&image.passages[i].text, &patient.passages[i].text);
+            let side = if term.starts_with("left") { "left" } else { "right" };
+            let other = if side == "left" { "right" } else { "left" };
+            assert!(
+                on_image.contains(&format!("image's {side}")) && !on_image.contains("patient's"),
+                "{on_image}"
+            );
+            assert!(
+                on_patient.contains(&format!("viewer's {other}"))
+                    && on_patient.contains(&format!("patient's {side}")),
+                "{on_patient}"
+            );
+        }
+        // Terms without variants read the same in both conventions.
+        let zone = image.index_of("pulmonary infection").unwrap();
+        assert_eq!(image.passages[zone], patient.passages[zone]);
+    }
+
     #[test]
     fn to_toml_round_trips() {
         let kb = kb();
@@ -987,6 +1094,11 @@ ct = "Upper left on CT."
             class: None,
             xray: "quote \"and\" back\\slash, line\nbreak\ttab".to_string(),
             ct: "unicode \u{e9} \u{1}".to_string(),
+            patient: Some(SideTexts {
+                xray: Some("patient's view".to_string()),
+                ct: None,
+            }),
+            ..KnowledgeEntry::default()
         };
         let one = KnowledgeBase::from_entries(vec![tricky.clone()], "x").unwrap();
         let back = KnowledgeBase::from_toml_str(&one.to_toml(), "y").unwrap();

@@ -91,13 +91,15 @@ impl CaptionEncoder {
     }
 }
 
-/// The config's knowledge base: `date.knowledge_file`, or the built-in one.
+/// The config's knowledge base (`date.knowledge_file`, or the built-in one), its passages written for
+/// the config's side convention.
 pub fn load_knowledge(cfg: &TgcNetConfig) -> Result<KnowledgeBase> {
     let kb = match &cfg.date.knowledge_file {
         Some(p) => KnowledgeBase::from_toml_file(p),
         None => KnowledgeBase::default_base(),
     };
-    kb.map_err(|e| ModelError::Knowledge(e.to_string()))
+    kb.map(|kb| kb.with_convention(cfg.laterality))
+        .map_err(|e| ModelError::Knowledge(e.to_string()))
 }
 
 /// What the model returns.

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use tgcnet_data::AugmentConfig;
 use tgcnet_model::config::TgcNetConfig;
 
 use crate::error::{Result, TrainError};
@@ -28,6 +29,14 @@ pub struct TrainConfig {
     /// Stop after this many epochs without a better validation Dice (0: never).
     pub patience: usize,
     pub augment: bool,
+    /// Ranges of the augmentation when `augment` is on (rotation, scale, shift, brightness, contrast,
+    /// horizontal flip with left/right swapped in the caption).
+    pub augmentation: AugmentConfig,
+    /// Progressive resizing: epochs up to `until_epoch` (1-based, inclusive) train at `image_size`;
+    /// epochs after the last stage at the model's `image_size`, at which validation always runs. The
+    /// model is size-agnostic (the ViT's position table is resized for other grids), so the cheap
+    /// early epochs at low resolution train the same parameters.
+    pub resolution: Vec<ResolutionStage>,
     /// Data loading threads (0: all cores).
     pub workers: usize,
     pub train_split: String,
@@ -60,6 +69,8 @@ impl Default for TrainConfig {
             seed: 42,
             patience: 20,
             augment: true,
+            augmentation: AugmentConfig::default(),
+            resolution: Vec::new(),
             workers: 0,
             train_split: "train".into(),
             val_split: "val".into(),
@@ -69,6 +80,26 @@ impl Default for TrainConfig {
             on_bad_sample: "fail".into(),
             data: None,
         }
+    }
+}
+
+/// One stage of a progressive-resizing schedule ([`TrainConfig::resolution`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolutionStage {
+    /// The last epoch (1-based) of this stage.
+    pub until_epoch: usize,
+    /// Input side during the stage (a multiple of 16 and of the patch size).
+    pub image_size: usize,
+}
+
+impl TrainConfig {
+    /// The input side for epoch `epoch` (0-based) of a model whose own side is `model_size`.
+    pub fn image_size_at(&self, epoch: usize, model_size: usize) -> usize {
+        self.resolution
+            .iter()
+            .find(|s| epoch < s.until_epoch)
+            .map_or(model_size, |s| s.image_size)
     }
 }
 
@@ -111,6 +142,23 @@ impl RunConfig {
             return Err(err(
                 "train.batch_size and train.epochs must be at least 1".into()
             ));
+        }
+        let patch = cfg.model.clip.model.vision.patch_size;
+        let mut previous = 0;
+        for s in &cfg.train.resolution {
+            if s.until_epoch <= previous {
+                return Err(err(format!(
+                    "train.resolution: stages must end at increasing epochs (until_epoch {} after {previous})",
+                    s.until_epoch
+                )));
+            }
+            if s.image_size == 0 || s.image_size % 16 != 0 || s.image_size % patch != 0 {
+                return Err(err(format!(
+                    "train.resolution: image_size = {} must be a positive multiple of 16 and of the patch size {patch}",
+                    s.image_size
+                )));
+            }
+            previous = s.until_epoch;
         }
         Ok(cfg)
     }
@@ -161,6 +209,33 @@ mod tests {
         let back = RunConfig::from_toml_str(&cfg.to_toml().expect("toml"), Path::new("y.toml"))
             .expect("reparse");
         assert_eq!(back.model, cfg.model);
+    }
+
+    #[test]
+    fn resolution_stages_pick_the_size_per_epoch() {
+        let cfg = RunConfig::from_toml_str(
+            "preset = \"tiny\"\n[model]\nimage_size = 64\n[train]\nepochs = 5\n\
+             [[train.resolution]]\nuntil_epoch = 2\nimage_size = 32\n\
+             [[train.resolution]]\nuntil_epoch = 3\nimage_size = 48\n\
+             [train.augmentation]\nhflip_prob = 0.5\n",
+            Path::new("x.toml"),
+        )
+        .expect("parse");
+        let sizes: Vec<usize> = (0..5).map(|e| cfg.train.image_size_at(e, 64)).collect();
+        assert_eq!(sizes, [32, 32, 48, 64, 64]);
+        assert_eq!(cfg.train.augmentation.hflip_prob, 0.5);
+        assert_eq!(cfg.train.augmentation.rotate_deg, 10.0);
+        let back = RunConfig::from_toml_str(&cfg.to_toml().expect("toml"), Path::new("y.toml"))
+            .expect("reparse");
+        assert_eq!((back.model, back.train), (cfg.model, cfg.train));
+        for bad in [
+            "[[train.resolution]]\nuntil_epoch = 2\nimage_size = 40\n",
+            "[[train.resolution]]\nuntil_epoch = 2\nimage_size = 32\n[[train.resolution]]\nuntil_epoch = 2\nimage_size = 48\n",
+        ] {
+            let e = RunConfig::from_toml_str(&format!("preset = \"tiny\"\n{bad}"), Path::new("r.toml"))
+                .expect_err(bad);
+            assert!(e.to_string().contains("train.resolution"), "{e}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor};
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use serde::Serialize;
-use tgcnet_data::{LoaderConfig, Sample, loader};
+use tgcnet_data::{CaptionMeta, LoaderConfig, Sample, loader, swap_left_right};
 use tgcnet_eval::{Accumulator, Confusion, Summary, hd95};
 use tgcnet_model::{CaptionEncoder, TgcNet};
 
@@ -23,6 +23,9 @@ pub struct EvalOptions {
     pub save_masks: Option<PathBuf>,
     /// At most this many samples (0: all).
     pub max_samples: usize,
+    /// Input side (default: the model's own `image_size`); training validates the early stages of a
+    /// progressive-resizing schedule at their own size.
+    pub image_size: Option<usize>,
 }
 
 impl Default for EvalOptions {
@@ -34,6 +37,7 @@ impl Default for EvalOptions {
             hd95: true,
             save_masks: None,
             max_samples: 0,
+            image_size: None,
         }
     }
 }
@@ -53,6 +57,114 @@ pub struct EvalReport {
     pub groups: BTreeMap<String, Summary>,
     /// Mean loss-free score only; the loss is not computed here.
     pub images: Vec<ImageResult>,
+    /// The same images with altered captions ([`CaptionCondition`]), when asked for: how much the
+    /// model relies on the text.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionResult>,
+}
+
+/// Which captions an evaluation gives the model: a probe of text reliance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptionCondition {
+    /// Each image with its own caption.
+    True,
+    /// Captions permuted among the evaluated samples (seeded by [`SHUFFLE_SEED`]): right images,
+    /// wrong reports.
+    Shuffled,
+    /// "Left" and "right" exchanged in every caption: the report names the other lung.
+    Swapped,
+}
+
+/// The seed of [`CaptionCondition::Shuffled`]'s permutation (fixed, so runs compare).
+pub const SHUFFLE_SEED: u64 = 0x5eed_ca97;
+
+impl CaptionCondition {
+    pub fn name(self) -> &'static str {
+        match self {
+            CaptionCondition::True => "true",
+            CaptionCondition::Shuffled => "shuffled",
+            CaptionCondition::Swapped => "swapped",
+        }
+    }
+
+    /// `samples` with their captions altered by this condition (masks and images unchanged).
+    pub fn apply(self, samples: &[Sample]) -> Vec<Sample> {
+        let mut out = samples.to_vec();
+        match self {
+            CaptionCondition::True => {}
+            CaptionCondition::Shuffled => {
+                let mut order: Vec<usize> = (0..samples.len()).collect();
+                tgcnet_data::rng::Rng::new(SHUFFLE_SEED).shuffle(&mut order);
+                for (s, &from) in out.iter_mut().zip(&order) {
+                    s.caption = samples[from].caption.clone();
+                    s.meta = samples[from].meta.clone();
+                }
+            }
+            CaptionCondition::Swapped => {
+                for s in &mut out {
+                    s.caption = swap_left_right(&s.caption);
+                    s.meta = CaptionMeta::parse(&s.caption);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl std::str::FromStr for CaptionCondition {
+    type Err = TrainError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(CaptionCondition::True),
+            "shuffled" => Ok(CaptionCondition::Shuffled),
+            "swapped" => Ok(CaptionCondition::Swapped),
+            _ => Err(TrainError::Other(format!(
+                "unknown caption condition `{s}` (expected true, shuffled or swapped)"
+            ))),
+        }
+    }
+}
+
+/// The summary of one [`CaptionCondition`] and its difference to the true captions.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConditionResult {
+    pub condition: CaptionCondition,
+    pub summary: Summary,
+    /// This condition's Dice minus the true captions' (fractions; negative: the model lost).
+    pub delta_dice_per_image: f64,
+    pub delta_dice_global: f64,
+}
+
+/// [`evaluate`] with the true captions, then once per further condition in `conditions` (`true` in it
+/// is ignored: it is the main report), each summarised beside the true captions' numbers.
+pub fn evaluate_conditions(
+    model: &TgcNet,
+    encoder: &CaptionEncoder,
+    samples: &[Sample],
+    conditions: &[CaptionCondition],
+    opts: &EvalOptions,
+    device: &Device,
+) -> Result<EvalReport> {
+    let mut report = evaluate(model, encoder, samples, opts, device)?;
+    let quiet = EvalOptions {
+        save_masks: None,
+        ..opts.clone()
+    };
+    for &c in conditions {
+        if c == CaptionCondition::True || report.conditions.iter().any(|r| r.condition == c) {
+            continue;
+        }
+        let altered = c.apply(samples);
+        let summary = evaluate(model, encoder, &altered, &quiet, device)?.summary;
+        report.conditions.push(ConditionResult {
+            condition: c,
+            delta_dice_per_image: summary.dice_per_image - report.summary.dice_per_image,
+            delta_dice_global: summary.dice_global - report.summary.dice_global,
+            summary,
+        });
+    }
+    Ok(report)
 }
 
 /// Runs `model` (a non-autodiff model: pass `model.valid()` during training) over `samples`.
@@ -63,7 +175,7 @@ pub fn evaluate(
     opts: &EvalOptions,
     device: &Device,
 ) -> Result<EvalReport> {
-    let size = model.config().image_size;
+    let size = opts.image_size.unwrap_or(model.config().image_size);
     let samples = if opts.max_samples > 0 && samples.len() > opts.max_samples {
         &samples[..opts.max_samples]
     } else {
@@ -124,6 +236,7 @@ pub fn evaluate(
         summary: acc.summary(),
         groups: acc.groups(),
         images,
+        conditions: Vec::new(),
     })
 }
 
@@ -266,6 +379,36 @@ pub fn markdown(report: &EvalReport, title: &str) -> String {
     md.push_str(&row("all", &report.summary));
     for (k, s) in &report.groups {
         md.push_str(&row(k, s));
+    }
+    if !report.conditions.is_empty() {
+        md.push_str(
+            "\n## Text reliance: the same images with altered captions\n\n\
+             `shuffled`: captions permuted among the images (fixed seed); `swapped`: left and right exchanged \
+             in every caption. Δ: the change against the true captions, in Dice points.\n\n\
+             | captions | Dice per-image | Δ per-image | Dice global | Δ global | IoU per-image | IoU global |\n\
+             |---|---|---|---|---|---|---|\n",
+        );
+        let s = &report.summary;
+        md.push_str(&format!(
+            "| true | {:.2} | - | {:.2} | - | {:.2} | {:.2} |\n",
+            100.0 * s.dice_per_image,
+            100.0 * s.dice_global,
+            100.0 * s.iou_per_image,
+            100.0 * s.iou_global
+        ));
+        for c in &report.conditions {
+            let s = &c.summary;
+            md.push_str(&format!(
+                "| {} | {:.2} | {:+.2} | {:.2} | {:+.2} | {:.2} | {:.2} |\n",
+                c.condition.name(),
+                100.0 * s.dice_per_image,
+                100.0 * c.delta_dice_per_image,
+                100.0 * s.dice_global,
+                100.0 * c.delta_dice_global,
+                100.0 * s.iou_per_image,
+                100.0 * s.iou_global
+            ));
+        }
     }
     md
 }

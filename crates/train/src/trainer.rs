@@ -27,6 +27,8 @@ pub struct EpochRow {
     pub epoch: usize,
     pub step: usize,
     pub lr: f64,
+    /// Input side of this epoch's training batches and validation (progressive resizing).
+    pub train_image_size: usize,
     pub train_loss: f64,
     pub train_dice_loss: f64,
     pub train_bce: f64,
@@ -110,7 +112,7 @@ fn truncate_metrics(out: &Path, epochs_done: usize) -> Result<()> {
     Ok(())
 }
 
-const CSV_HEADER: &str = "epoch,step,lr,train_loss,train_dice_loss,train_bce,val_dice_per_image,val_iou_per_image,val_dice_global,val_iou_global,images_per_s,epoch_seconds,skipped_samples\n";
+const CSV_HEADER: &str = "epoch,step,lr,train_image_size,train_loss,train_dice_loss,train_bce,val_dice_per_image,val_iou_per_image,val_dice_global,val_iou_global,images_per_s,epoch_seconds,skipped_samples\n";
 
 pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Result<TrainOutcome> {
     let out = opts.out;
@@ -217,11 +219,13 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
         }
         let started = Instant::now();
         step_bar.reset();
+        let train_size = t.image_size_at(epoch, cfg.model.image_size);
         let lcfg = LoaderConfig {
-            image_size: cfg.model.image_size,
+            image_size: train_size,
             batch_size: t.batch_size,
             shuffle: true,
             augment: t.augment,
+            augment_config: t.augmentation.clone(),
             seed: t.seed,
             epoch: epoch as u64,
             workers: t.workers,
@@ -300,6 +304,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
                 hd95: false,
                 save_masks: None,
                 max_samples: 0,
+                image_size: Some(train_size),
             },
             &inner,
         )?;
@@ -308,6 +313,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
             epoch: epoch + 1,
             step: optim.step,
             lr,
+            train_image_size: train_size,
             train_loss: sum_loss / seen as f64,
             train_dice_loss: sum_dice / seen as f64,
             train_bce: sum_bce / seen as f64,
@@ -329,10 +335,11 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
         append(
             &csv,
             &format!(
-                "{},{},{:.6e},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3},{:.2},{}\n",
+                "{},{},{:.6e},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3},{:.2},{}\n",
                 row.epoch,
                 row.step,
                 row.lr,
+                row.train_image_size,
                 row.train_loss,
                 row.train_dice_loss,
                 row.train_bce,
@@ -348,12 +355,15 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
 
         progress.epochs_done = epoch + 1;
         progress.step = optim.step;
-        if s.dice_per_image > progress.best_dice || progress.best_epoch == 0 {
+        // Only epochs validated at the model's own size compete for best.safetensors (the early
+        // stages of progressive resizing are validated at their own, lower, size).
+        let eligible = train_size == cfg.model.image_size;
+        if eligible && (s.dice_per_image > progress.best_dice || progress.best_epoch == 0) {
             progress.best_dice = s.dice_per_image;
             progress.best_epoch = epoch + 1;
             progress.epochs_since_best = 0;
             eval_model.save_params(&out.join("best.safetensors"))?;
-        } else {
+        } else if eligible {
             progress.epochs_since_best += 1;
         }
         save_state(&last, &model, optim.state(), &progress, &run_toml)?;
@@ -372,7 +382,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
             &col("val_dice_global"),
         )?;
         let msg = format!(
-            "epoch {}: loss {:.4}, val Dice {:.2}% per-image / {:.2}% global (best {:.2}% @ {}), {:.1} img/s",
+            "epoch {} ({train_size} px): loss {:.4}, val Dice {:.2}% per-image / {:.2}% global (best {:.2}% @ {}), {:.1} img/s",
             epoch + 1,
             row.train_loss,
             100.0 * s.dice_per_image,
