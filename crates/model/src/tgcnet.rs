@@ -43,18 +43,38 @@ impl TextBatch {
         context_length: usize,
         device: &Device,
     ) -> Result<Self> {
-        let flat = tokenizer.tokenize_padded_flat(captions, context_length)?;
-        let ids: Vec<i64> = flat.into_iter().map(i64::from).collect();
-        let ids = Tensor::<2, Int>::from_data(
-            TensorData::new(ids, [captions.len(), context_length]),
-            device,
-        );
+        let ids = token_ids(tokenizer, captions, context_length, device)?;
         let knowledge = captions
             .iter()
             .map(|c| knowledge.map(|k| k.match_report(c)).unwrap_or_default())
             .collect();
         Ok(Self { ids, knowledge })
     }
+}
+
+/// Token ids [N, L] of `texts`, padded with zeros to the longest of them (L ≤ `context_length`), not
+/// to the full context: the text tower is causal and every later use of its tokens masks what follows
+/// the end token, so the padding changes no result and costs a third of the text tower at 77 tokens.
+fn token_ids(
+    tokenizer: &Tokenizer,
+    texts: &[&str],
+    context_length: usize,
+    device: &Device,
+) -> Result<Tensor<2, Int>> {
+    let rows = tokenizer.tokenize_padded(texts, context_length)?;
+    let len = rows
+        .iter()
+        .map(|r| r.iter().rposition(|&id| id != 0).map_or(1, |i| i + 1))
+        .max()
+        .unwrap_or(1);
+    let ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| r[..len].iter().map(|&id| i64::from(id)))
+        .collect();
+    Ok(Tensor::from_data(
+        TensorData::new(ids, [texts.len(), len]),
+        device,
+    ))
 }
 
 /// Turns captions into [`TextBatch`]es for a given config: the CLIP tokenizer and the config's knowledge
@@ -189,12 +209,7 @@ impl TgcNet {
             let ctx = cfg.clip.model.text.context_length;
             let texts: Vec<&str> = kb.passages.iter().map(|p| p.text.as_str()).collect();
             if !texts.is_empty() {
-                let flat = encoder.tokenizer.tokenize_padded_flat(&texts, ctx)?;
-                let ids: Vec<i64> = flat.into_iter().map(i64::from).collect();
-                model.passage_ids = Some(Tensor::from_data(
-                    TensorData::new(ids, [texts.len(), ctx]),
-                    device,
-                ));
+                model.passage_ids = Some(token_ids(&encoder.tokenizer, &texts, ctx, device)?);
             }
             model.refresh_knowledge_cache();
         }
@@ -505,7 +520,9 @@ mod tests {
         let cfg = TgcNetConfig::tiny();
         let enc = CaptionEncoder::new(&cfg).expect("encoder");
         let t = enc.encode(&captions(), &dev).expect("text");
-        assert_eq!(t.ids.dims(), [2, 77]);
+        let [b, l] = t.ids.dims();
+        assert_eq!(b, 2);
+        assert!(l < 77, "padded to the longest caption, not the context");
         let ids = t
             .ids
             .into_data()
@@ -513,12 +530,39 @@ mod tests {
             .try_into_vec::<i64>()
             .expect("ids");
         assert_eq!(ids[0], 49406);
-        assert_eq!(ids[77], 49406);
+        assert_eq!(ids[l], 49406);
+        // The longest row ends with the end token.
+        assert!(ids[l - 1] == 49407 || ids[2 * l - 1] == 49407);
         assert!(
             !t.knowledge[0].is_empty(),
             "terms matched in a QaTa caption"
         );
         assert!(t.knowledge[1].is_empty());
+    }
+
+    /// Padding to the batch's longest caption instead of CLIP's 77 tokens changes no output.
+    #[test]
+    fn padding_to_the_full_context_changes_nothing() {
+        let dev = Device::flex();
+        let cfg = TgcNetConfig::tiny();
+        let (model, text) = setup(&cfg, &dev);
+        let [b, l] = text.ids.dims();
+        let full = TextBatch {
+            ids: Tensor::cat(
+                vec![text.ids.clone(), Tensor::<2, Int>::zeros([b, 77 - l], &dev)],
+                1,
+            ),
+            knowledge: text.knowledge.clone(),
+        };
+        let images = rand([b, 3, 32, 32], &dev);
+        let short = model.forward(images.clone(), &text);
+        let long = model.forward(images, &full);
+        let diff = (short.logits - long.logits).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-5, "max difference {diff}");
+        for (a, c) in short.sim_maps.into_iter().zip(long.sim_maps) {
+            let diff = (a - c).abs().max().into_scalar::<f32>();
+            assert!(diff < 1e-5, "similarity map difference {diff}");
+        }
     }
 
     #[test]
