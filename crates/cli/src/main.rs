@@ -7,6 +7,7 @@ mod bench_cmd;
 mod clip_cmd;
 mod data_cmd;
 mod demo_cmd;
+mod demo_report;
 mod device;
 mod info_cmd;
 mod knowledge_cmd;

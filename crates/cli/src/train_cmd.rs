@@ -163,7 +163,11 @@ pub fn eval_cmd(a: EvalArgs) -> anyhow::Result<i32> {
     let dataset = Dataset::open(&a.data, None)?;
     let mut samples = dataset.split(&a.split)?.to_vec();
     let model_sides = model.config().laterality;
-    convert_sides(&mut samples, a.laterality.unwrap_or(model_sides), model_sides);
+    convert_sides(
+        &mut samples,
+        a.laterality.unwrap_or(model_sides),
+        model_sides,
+    );
     let report = evaluate_conditions(
         &model,
         &encoder,

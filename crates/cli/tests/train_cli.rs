@@ -71,7 +71,7 @@ fn train_eval_infer() {
         "config.toml",
         "metrics.jsonl",
         "metrics.csv",
-        "curves.png",
+        "curves.svg",
         "last.safetensors",
         "best.safetensors",
     ] {
@@ -101,6 +101,39 @@ fn train_eval_infer() {
             .expect("json");
     assert_eq!(report["summary"]["images"], 8);
     assert!(std::fs::read_dir(&masks).expect("masks").count() >= 16);
+    assert!(run.join("steps.jsonl").exists());
+
+    // Text reliance: the same images with shuffled and with left/right-swapped captions, beside the
+    // true captions' numbers.
+    let reliance = tmp.path().join("reliance");
+    let md = ok(bin()
+        .arg("eval")
+        .arg("--run")
+        .arg(&run)
+        .arg("--data")
+        .arg(&data)
+        .args(["--split", "val", "--captions", "shuffled,swapped", "--out"])
+        .arg(&reliance));
+    assert!(
+        md.contains("Text reliance") && md.contains("| swapped |"),
+        "{md}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reliance.join("eval.json")).expect("eval.json"))
+            .expect("json");
+    let conditions = report["conditions"].as_array().expect("conditions");
+    let names: Vec<&str> = conditions
+        .iter()
+        .map(|c| c["condition"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["shuffled", "swapped"]);
+    for c in conditions {
+        let d = c["summary"]["dice_per_image"].as_f64().expect("dice");
+        let delta = c["delta_dice_per_image"].as_f64().expect("delta");
+        let truth = report["summary"]["dice_per_image"].as_f64().expect("dice");
+        assert!((d - truth - delta).abs() < 1e-12);
+        assert_eq!(c["summary"]["images"], 8);
+    }
 
     let image = std::fs::read_dir(data.join("images"))
         .ok()
@@ -135,6 +168,32 @@ fn train_eval_infer() {
         .arg(tmp.path().join("heat.png")));
     let mask = image::open(&out).expect("mask png").to_luma8();
     assert_eq!(mask.dimensions(), (32, 32));
+
+    // The tiny model records the image convention; "left" in the patient's convention is converted to
+    // "right" before the model reads it: the same mask as asking for "right" in the model's own words.
+    let infer_as = |text: &str, laterality: &str, name: &str| {
+        let p = tmp.path().join(name);
+        ok(bin()
+            .arg("infer")
+            .arg("--checkpoint")
+            .arg(run.join("best.safetensors"))
+            .arg("--image")
+            .arg(&image)
+            .args(["--text", text, "--laterality", laterality, "--out"])
+            .arg(&p));
+        std::fs::read(&p).expect("mask")
+    };
+    let patient_left = infer_as(
+        "Unilateral pulmonary infection, one infected area, upper left lung.",
+        "patient",
+        "patient-left.png",
+    );
+    let image_right = infer_as(
+        "Unilateral pulmonary infection, one infected area, upper right lung.",
+        "image",
+        "image-right.png",
+    );
+    assert_eq!(patient_left, image_right);
     assert!(tmp.path().join("ov.png").exists() && tmp.path().join("heat.png").exists());
 
     // Masks come back at the input's own size, also for a non-square picture.
@@ -221,6 +280,91 @@ fn train_eval_infer() {
         .output()
         .expect("run");
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("caption is empty"));
+}
+
+/// The main job on a tiny configuration: the structure of demo.json, demo.md and report.html (not the
+/// score), and a second invocation that resumes the finished arms.
+#[test]
+fn demo_writes_its_json_and_report() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("demo");
+    let demo = || {
+        ok(bin()
+            .args([
+                "demo",
+                "--preset",
+                "tiny",
+                "--size",
+                "32",
+                "--n-train",
+                "16",
+                "--n-val",
+                "8",
+            ])
+            .args(["--epochs", "1", "--examples", "2", "--out"])
+            .arg(&out))
+    };
+    let printed = demo();
+    assert!(
+        printed.contains("| full |") && printed.contains("| text-off |"),
+        "{printed}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("demo.json")).expect("demo.json"))
+            .expect("json");
+    for key in [
+        "/full/dice_per_image",
+        "/text_off/dice_per_image",
+        "/counterfactual/dice_per_image",
+        "/counterfactual/text_off_dice_per_image",
+        "/full/shuffled_dice_per_image",
+        "/full/swapped_dice_per_image",
+        "/text_gain_dice_per_image",
+        "/seconds",
+    ] {
+        let v = json
+            .pointer(key)
+            .and_then(|v| v.as_f64())
+            .unwrap_or(f64::NAN);
+        assert!(v.is_finite(), "{key}: {v}");
+    }
+    for key in [
+        "/full/dice_per_image",
+        "/text_off/dice_per_image",
+        "/counterfactual/dice_per_image",
+    ] {
+        let v = json.pointer(key).and_then(|v| v.as_f64()).unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&v), "{key} is a fraction: {v}");
+    }
+    assert_eq!(json["counterfactual"]["images"], 8);
+    assert_eq!(json["resumed"], false);
+    assert!(out.join("demo.md").exists());
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report");
+    // Self-contained: pictures inlined, charts inline, nothing fetched.
+    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
+    assert_eq!(html.matches("<svg").count(), 2, "two charts");
+    for text in [
+        "Training loss",
+        "optimizer step",
+        "Validation Dice per image",
+        "epoch",
+        "counterfactual caption",
+    ] {
+        assert!(html.contains(text), "report lacks {text}");
+    }
+    // 2 examples × 6 pictures.
+    assert_eq!(html.matches("src=\"data:image/png;base64,").count(), 12);
+
+    // Run again: both arms are finished and resume without training; the result is written again.
+    demo();
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("demo.json")).expect("demo.json"))
+            .expect("json");
+    assert_eq!(again["resumed"], true);
+    assert_eq!(
+        again["full"]["dice_per_image"],
+        json["full"]["dice_per_image"]
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

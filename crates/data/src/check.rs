@@ -20,10 +20,10 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::caption::SideConvention;
 use crate::caption::{CaptionMeta, Laterality, ZONE_NAMES, normalize_caption, words};
 use crate::dataset::{Dataset, Format, Sample};
 use crate::error::{DataError, Result};
-use crate::caption::SideConvention;
 use crate::imageio::{DecodeOptions, read_image, read_mask};
 
 /// How serious an issue is.
@@ -792,7 +792,9 @@ pub fn check_dataset(ds: &Dataset, opts: &CheckOptions) -> Result<CheckReport> {
     }
 
     let mut sides = SideEvidence::default();
-    summaries.iter().for_each(|s: &SplitSummary| sides.merge(&s.sides));
+    summaries
+        .iter()
+        .for_each(|s: &SplitSummary| sides.merge(&s.sides));
     let laterality = sides.convention();
     if let (Some(found), Some(expected)) = (laterality, opts.expected_laterality)
         && found != expected

@@ -127,7 +127,11 @@ pub fn render_counterfactual(index: u64, cfg: &PhantomConfig) -> PhantomSample {
 
 /// Renders phantom `index`; `named` (a subset of the zones holding lesions) replaces the zones its
 /// caption names. The image is the same whatever `named` is: only the caption and the mask change.
-fn render_named(index: u64, cfg: &PhantomConfig, named_override: Option<[bool; 6]>) -> PhantomSample {
+fn render_named(
+    index: u64,
+    cfg: &PhantomConfig,
+    named_override: Option<[bool; 6]>,
+) -> PhantomSample {
     let s = cfg.size.max(16);
     let sf = s as f32;
     let mut rng = Rng::new(sample_seed(cfg.seed, 0x9a47, index));
@@ -483,10 +487,20 @@ mod tests {
                 let named_left = p.zones_named[..3].iter().any(|&z| z);
                 let named_right = p.zones_named[3..].iter().any(|&z| z);
                 if cfg.laterality == SideConvention::Image {
-                    assert_eq!((img_left, img_right), (named_left, named_right), "{}", p.caption);
+                    assert_eq!(
+                        (img_left, img_right),
+                        (named_left, named_right),
+                        "{}",
+                        p.caption
+                    );
                 } else {
                     // Radiological convention: the patient's left on the image's right.
-                    assert_eq!((img_right, img_left), (named_left, named_right), "{}", p.caption);
+                    assert_eq!(
+                        (img_right, img_left),
+                        (named_left, named_right),
+                        "{}",
+                        p.caption
+                    );
                 }
                 if tn {
                     let n_present = p.zones_present.iter().filter(|&&z| z).count();
@@ -542,11 +556,19 @@ mod tests {
             assert_eq!(cf.image, own.image, "the picture must not change");
             assert_eq!(cf.zones_present, own.zones_present);
             for z in 0..6 {
-                assert_eq!(cf.zones_named[z], own.zones_present[z] && !own.zones_named[z]);
+                assert_eq!(
+                    cf.zones_named[z],
+                    own.zones_present[z] && !own.zones_named[z]
+                );
             }
             assert_ne!(cf.caption, own.caption);
             // The two masks cover different lesions: they do not overlap.
-            assert!(cf.mask.iter().zip(&own.mask).all(|(a, b)| *a == 0 || *b == 0));
+            assert!(
+                cf.mask
+                    .iter()
+                    .zip(&own.mask)
+                    .all(|(a, b)| *a == 0 || *b == 0)
+            );
             assert!(cf.mask.iter().any(|&m| m > 0));
         }
     }

@@ -258,3 +258,113 @@ fn phantom_dataset_roundtrip() {
     .unwrap();
     assert_eq!(b.images.len(), 4 * 3 * 32 * 32);
 }
+
+/// Left and right end to end, from the renderer through the manifest, the loader (with and without a
+/// flip) to the batch the model reads: in the image convention a "left"-only caption's mask lies in
+/// the image's left half, in the patient convention in its right half, and a flip moves the mask and
+/// rewrites the caption together. A swap anywhere on that path fails here.
+#[test]
+fn sides_agree_from_phantom_to_batch_in_both_conventions() {
+    use tgcnet_data::{CaptionMeta, SideConvention};
+    for laterality in SideConvention::ALL {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = PhantomConfig {
+            n_train: 40,
+            n_val: 4,
+            size: 32,
+            seed: 5,
+            laterality,
+            ..PhantomConfig::default()
+        };
+        generate_phantom(d.path(), &cfg).unwrap();
+        let samples = Dataset::open(d.path(), None)
+            .unwrap()
+            .split("train")
+            .unwrap()
+            .to_vec();
+        for hflip in [false, true] {
+            let c = LoaderConfig {
+                image_size: 32,
+                batch_size: 40,
+                shuffle: false,
+                augment: hflip,
+                augment_config: AugmentConfig {
+                    rotate_deg: 0.0,
+                    scale_min: 1.0,
+                    scale_max: 1.0,
+                    translate: 0.0,
+                    brightness: 0.0,
+                    contrast: 0.0,
+                    hflip_prob: 1.0,
+                },
+                ..LoaderConfig::default()
+            };
+            let b = loader(&samples, &c).next().unwrap().unwrap();
+            let mut one_sided = 0;
+            for i in 0..b.batch {
+                let Some(z) = CaptionMeta::parse(&b.captions[i]).zones else {
+                    continue;
+                };
+                let (left, right) = (z[..3].contains(&true), z[3..].contains(&true));
+                if left == right {
+                    continue;
+                }
+                one_sided += 1;
+                let m = &b.masks[i * 1024..(i + 1) * 1024];
+                let (mut on_left, mut on_right) = (0, 0);
+                for (p, &v) in m.iter().enumerate() {
+                    if v > 0.5 {
+                        if p % 32 < 16 {
+                            on_left += 1
+                        } else {
+                            on_right += 1
+                        }
+                    }
+                }
+                let named_image_left = left == (laterality == SideConvention::Image);
+                let caption = &b.captions[i];
+                if named_image_left {
+                    assert!(
+                        on_left > 0 && on_right == 0,
+                        "{laterality} flip={hflip}: {caption}"
+                    );
+                } else {
+                    assert!(
+                        on_right > 0 && on_left == 0,
+                        "{laterality} flip={hflip}: {caption}"
+                    );
+                }
+            }
+            assert!(one_sided >= 5, "{one_sided} one-sided captions");
+        }
+        // `data check` reads the convention back from the masks, and warns when told the other one.
+        let other = match laterality {
+            SideConvention::Image => SideConvention::Patient,
+            SideConvention::Patient => SideConvention::Image,
+        };
+        let opts = CheckOptions {
+            expected_laterality: Some(other),
+            ..CheckOptions::default()
+        };
+        let report = check(d.path(), None, &opts).unwrap();
+        assert_eq!(report.laterality, Some(laterality), "{report}");
+        assert!(
+            report
+                .issues
+                .iter()
+                .any(|i| i.kind == "laterality_convention"),
+            "{report}"
+        );
+        let agreed = CheckOptions {
+            expected_laterality: Some(laterality),
+            ..CheckOptions::default()
+        };
+        let report = check(d.path(), None, &agreed).unwrap();
+        assert!(
+            !report
+                .issues
+                .iter()
+                .any(|i| i.kind == "laterality_convention")
+        );
+    }
+}

@@ -38,6 +38,19 @@ pub struct DateConfig {
     pub heads: usize,
     /// Knowledge base TOML; absent: the built-in base (`knowledge/default.toml`).
     pub knowledge_file: Option<PathBuf>,
+    /// Which descriptions a passage holds: `both` ("X-ray: … CT: …"), or only the imaging modality the
+    /// model segments (`xray`, `ct`): half the tokens, and nothing about the other modality.
+    pub modality: PassageModality,
+}
+
+/// The descriptions a knowledge passage is made of ([`DateConfig::modality`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PassageModality {
+    #[default]
+    Both,
+    Xray,
+    Ct,
 }
 
 impl Default for DateConfig {
@@ -49,6 +62,7 @@ impl Default for DateConfig {
             knowledge: true,
             heads: 8,
             knowledge_file: None,
+            modality: PassageModality::Both,
         }
     }
 }

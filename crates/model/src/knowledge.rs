@@ -52,6 +52,8 @@ use std::path::Path;
 
 use tgcnet_data::SideConvention;
 
+use crate::date::PassageModality;
+
 /// The shipped knowledge file (`knowledge/default.toml` at the repository root).
 pub const DEFAULT_KNOWLEDGE_TOML: &str = include_str!("../../../knowledge/default.toml");
 
@@ -107,21 +109,23 @@ pub struct SideTexts {
 }
 
 impl KnowledgeEntry {
-    /// The passage text DATE encodes for captions in `convention`: `"<Term>. X-ray: <xray> CT: <ct>"`,
-    /// with the convention's variants where the entry has them.
-    pub fn passage_text(&self, convention: SideConvention) -> String {
+    /// The passage text DATE encodes for captions in `convention`: `"<Term>. X-ray: <xray> CT: <ct>"`
+    /// (or only the part of `modality`), with the convention's variants where the entry has them.
+    pub fn passage_text(&self, convention: SideConvention, modality: PassageModality) -> String {
         let texts = match convention {
             SideConvention::Image => self.image.as_ref(),
             SideConvention::Patient => self.patient.as_ref(),
         };
         let xray = texts.and_then(|t| t.xray.as_ref()).unwrap_or(&self.xray);
         let ct = texts.and_then(|t| t.ct.as_ref()).unwrap_or(&self.ct);
-        format!(
-            "{}. X-ray: {} CT: {}",
-            capitalize(self.term.trim()),
-            sentence(xray),
-            sentence(ct)
-        )
+        let term = capitalize(self.term.trim());
+        match modality {
+            PassageModality::Both => {
+                format!("{term}. X-ray: {} CT: {}", sentence(xray), sentence(ct))
+            }
+            PassageModality::Xray => format!("{term}. X-ray: {}", sentence(xray)),
+            PassageModality::Ct => format!("{term}. CT: {}", sentence(ct)),
+        }
     }
 }
 
@@ -205,12 +209,17 @@ pub struct KnowledgeBase {
 }
 
 impl KnowledgeBase {
-    /// The same base with its passages written for captions in `convention` (a base is built for
-    /// [`SideConvention::Image`], QaTa-COV19's convention, until told otherwise).
-    pub fn with_convention(mut self, convention: SideConvention) -> Self {
+    /// The same base with its passages written for captions in `convention` and holding the
+    /// descriptions of `modality` (a base is built for [`SideConvention::Image`], QaTa-COV19's
+    /// convention, and both modalities until told otherwise).
+    pub fn with_convention(
+        mut self,
+        convention: SideConvention,
+        modality: PassageModality,
+    ) -> Self {
         self.convention = convention;
         for (p, e) in self.passages.iter_mut().zip(&self.entries) {
-            p.text = e.passage_text(convention);
+            p.text = e.passage_text(convention, modality);
         }
         self
     }
@@ -353,7 +362,7 @@ impl KnowledgeBase {
             .iter()
             .map(|e| Passage {
                 term: e.term.clone(),
-                text: e.passage_text(SideConvention::Image),
+                text: e.passage_text(SideConvention::Image, PassageModality::Both),
             })
             .collect();
         Ok(Self {
@@ -1051,6 +1060,17 @@ ct = "Upper left on CT."
             "Upper left lung. X-ray: Upper left. CT: Upper left on CT."
         );
         assert_eq!(kb.entries[1].class.as_deref(), Some("zone"));
+        let xray = kb
+            .clone()
+            .with_convention(SideConvention::Image, PassageModality::Xray);
+        assert_eq!(xray.passages[1].text, "Upper left lung. X-ray: Upper left.");
+        let ct = kb
+            .clone()
+            .with_convention(SideConvention::Image, PassageModality::Ct);
+        assert_eq!(
+            ct.passages[1].text,
+            "Upper left lung. CT: Upper left on CT."
+        );
         assert_eq!(kb.match_report("LEFT UPPER ZONE"), vec![1]);
     }
 
@@ -1060,11 +1080,15 @@ ct = "Upper left on CT."
     fn side_passages_follow_the_convention() {
         let image = kb();
         assert_eq!(image.convention(), SideConvention::Image);
-        let patient = kb().with_convention(SideConvention::Patient);
+        let patient = kb().with_convention(SideConvention::Patient, PassageModality::Both);
         for term in ["left", "left lung", "right", "right lung"] {
             let i = image.index_of(term).unwrap();
             let (on_image, on_patient) = (&image.passages[i].text, &patient.passages[i].text);
-            let side = if term.starts_with("left") { "left" } else { "right" };
+            let side = if term.starts_with("left") {
+                "left"
+            } else {
+                "right"
+            };
             let other = if side == "left" { "right" } else { "left" };
             assert!(
                 on_image.contains(&format!("image's {side}")) && !on_image.contains("patient's"),

@@ -24,7 +24,7 @@ mod testutil;
 
 pub use adapter::{Adapter, AdapterConfig, AdapterStack};
 pub use config::{ClipSection, PRESETS, TgcNetConfig};
-pub use date::{Date, DateConfig, KnowledgeFusion, TextFeatures};
+pub use date::{Date, DateConfig, KnowledgeFusion, PassageModality, TextFeatures};
 pub use decoder::{Decoder, DecoderConfig};
 pub use error::{ModelError, Result};
 pub use info::{ModelInfo, ModuleInfo, model_info};

@@ -118,7 +118,7 @@ pub fn load_knowledge(cfg: &TgcNetConfig) -> Result<KnowledgeBase> {
         Some(p) => KnowledgeBase::from_toml_file(p),
         None => KnowledgeBase::default_base(),
     };
-    kb.map(|kb| kb.with_convention(cfg.laterality))
+    kb.map(|kb| kb.with_convention(cfg.laterality, cfg.date.modality))
         .map_err(|e| ModelError::Knowledge(e.to_string()))
 }
 
@@ -557,7 +557,10 @@ mod tests {
         let images = rand([b, 3, 32, 32], &dev);
         let short = model.forward(images.clone(), &text);
         let long = model.forward(images, &full);
-        let diff = (short.logits - long.logits).abs().max().into_scalar::<f32>();
+        let diff = (short.logits - long.logits)
+            .abs()
+            .max()
+            .into_scalar::<f32>();
         assert!(diff < 1e-5, "max difference {diff}");
         for (a, c) in short.sim_maps.into_iter().zip(long.sim_maps) {
             let diff = (a - c).abs().max().into_scalar::<f32>();

@@ -232,8 +232,9 @@ mod tests {
             "[[train.resolution]]\nuntil_epoch = 2\nimage_size = 40\n",
             "[[train.resolution]]\nuntil_epoch = 2\nimage_size = 32\n[[train.resolution]]\nuntil_epoch = 2\nimage_size = 48\n",
         ] {
-            let e = RunConfig::from_toml_str(&format!("preset = \"tiny\"\n{bad}"), Path::new("r.toml"))
-                .expect_err(bad);
+            let e =
+                RunConfig::from_toml_str(&format!("preset = \"tiny\"\n{bad}"), Path::new("r.toml"))
+                    .expect_err(bad);
             assert!(e.to_string().contains("train.resolution"), "{e}");
         }
     }

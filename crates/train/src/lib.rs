@@ -1,7 +1,7 @@
 //! Training and evaluation of TGC-Net (Lin et al., 2025, arXiv 2512.21135).
 //!
 //! A run directory holds `config.toml` (written first), `metrics.jsonl` / `metrics.csv` (one row per
-//! epoch), `curves.png`, `last.safetensors` (trainable parameters, optimizer state, progress: what
+//! epoch), `curves.svg`, `last.safetensors` (trainable parameters, optimizer state, progress: what
 //! `--resume` reads) and `best.safetensors` (the parameters of the best validation Dice). Every file is
 //! written atomically.
 
@@ -12,6 +12,7 @@ pub mod error;
 pub mod evaluate;
 pub mod optim;
 pub mod plot;
+pub mod segment;
 pub mod trainer;
 
 pub use config::{RunConfig, TrainConfig};

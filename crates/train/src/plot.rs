@@ -1,125 +1,336 @@
-//! Loss and Dice curves as a PNG (no fonts needed: two panels, axes, one colour per series).
+//! Line charts as self-contained SVG: a title, axes with ticks and tick labels, axis labels, a grid and
+//! a legend. SVG needs no font files (the viewer draws the text), opens in every browser, and inlines
+//! into an HTML report as it is. Training writes `curves.svg` (loss and validation Dice per epoch).
 
+use std::fmt::Write;
 use std::path::Path;
 
-use image::{Rgb, RgbImage};
+use crate::error::Result;
 
-use crate::error::{Result, TrainError};
+/// One line of a chart.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    /// A CSS colour.
+    pub color: String,
+    /// (x, y) points; non-finite values are skipped.
+    pub points: Vec<(f64, f64)>,
+    pub dashed: bool,
+}
 
-const W: u32 = 800;
-const H: u32 = 300;
+impl Series {
+    pub fn new(name: &str, color: &str, points: Vec<(f64, f64)>) -> Self {
+        Self {
+            name: name.into(),
+            color: color.into(),
+            points,
+            dashed: false,
+        }
+    }
 
-fn line(img: &mut RgbImage, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: Rgb<u8>) {
-    let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
-    let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
-    let (mut x, mut y, mut err) = (x0, y0, dx + dy);
-    loop {
-        for (ox, oy) in [(0, 0), (0, 1), (1, 0)] {
-            let (px, py) = (x + ox, y + oy);
-            if px >= 0 && py >= 0 && (px as u32) < img.width() && (py as u32) < img.height() {
-                img.put_pixel(px as u32, py as u32, c);
-            }
-        }
-        if x == x1 && y == y1 {
-            break;
-        }
-        let e2 = 2 * err;
-        if e2 >= dy {
-            err += dy;
-            x += sx;
-        }
-        if e2 <= dx {
-            err += dx;
-            y += sy;
-        }
+    pub fn dashed(mut self) -> Self {
+        self.dashed = true;
+        self
     }
 }
 
-/// Draws series into a panel spanning x ∈ [x_off, x_off + w); y range from the data (or fixed).
-fn panel(
-    img: &mut RgbImage,
-    x_off: u32,
-    series: &[(&[f64], Rgb<u8>)],
-    y_range: Option<(f64, f64)>,
-) {
-    let (pw, ph, m) = (W / 2 - 40, H - 40, 20i64);
-    let axis = Rgb([90, 90, 90]);
-    let x0 = x_off as i64 + m;
-    line(img, (x0, m), (x0, m + ph as i64), axis);
-    line(
-        img,
-        (x0, m + ph as i64),
-        (x0 + pw as i64, m + ph as i64),
-        axis,
-    );
-    let finite = series
+/// A chart's text and range.
+#[derive(Debug, Clone, Default)]
+pub struct Chart {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    /// Fixed y range (default: the data's, padded).
+    pub y_range: Option<(f64, f64)>,
+    /// Integer ticks on x (epochs).
+    pub integer_x: bool,
+}
+
+const W: f64 = 560.0;
+const H: f64 = 340.0;
+const LEFT: f64 = 64.0;
+const RIGHT: f64 = 16.0;
+const TOP: f64 = 40.0;
+const BOTTOM: f64 = 52.0;
+
+/// About `n` "nice" tick values (1, 2, 5 × 10^k steps) covering [lo, hi].
+fn ticks(lo: f64, hi: f64, n: usize, integer: bool) -> Vec<f64> {
+    let span = (hi - lo).max(1e-12);
+    let raw = span / n.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    // The 1-2-5 step whose tick count is nearest to n.
+    let mut step = [1.0, 2.0, 5.0, 10.0]
         .iter()
-        .flat_map(|(s, _)| s.iter().copied())
-        .filter(|v| v.is_finite());
-    let (lo, hi) = y_range.unwrap_or_else(|| {
-        finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
+        .map(|m| m * mag)
+        .min_by(|a, b| {
+            let miss = |s: f64| (span / s - n as f64).abs();
+            miss(*a).total_cmp(&miss(*b))
         })
-    });
-    let (lo, hi) = if hi > lo {
-        (lo, hi)
+        .unwrap_or(mag);
+    if integer {
+        step = step.max(1.0).round();
+    }
+    let first = (lo / step).ceil() * step;
+    (0..)
+        .map(|i| first + i as f64 * step)
+        .take_while(|v| *v <= hi + step * 1e-9)
+        .collect()
+}
+
+fn label(v: f64) -> String {
+    if v == v.round() && v.abs() < 1e6 {
+        format!("{v:.0}")
+    } else if v.abs() >= 0.1 {
+        format!("{v:.2}")
     } else {
-        (lo - 1.0, lo + 1.0)
-    };
-    for (s, c) in series {
-        let n = s.len().max(2) - 1;
-        let pt = |i: usize, v: f64| {
-            (
-                x0 + (i as f64 / n as f64 * pw as f64) as i64,
-                m + ((1.0 - (v - lo) / (hi - lo)) * ph as f64) as i64,
-            )
-        };
-        for i in 1..s.len() {
-            if s[i - 1].is_finite() && s[i].is_finite() {
-                line(img, pt(i - 1, s[i - 1]), pt(i, s[i]), *c);
-            }
-        }
-        if s.len() == 1 && s[0].is_finite() {
-            let p = pt(0, s[0]);
-            line(img, p, (p.0 + 3, p.1), *c);
-        }
+        format!("{v:.3}")
     }
 }
 
-/// Left: training loss (blue) and validation loss (orange). Right: validation Dice per-image (green) and
-/// global (red) on a fixed 0..1 axis.
-pub fn draw_curves(
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The chart as an SVG document (`<svg>` element with its own size).
+pub fn svg_chart(chart: &Chart, series: &[Series]) -> String {
+    let finite = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite();
+    let all: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied().filter(finite))
+        .collect();
+    let (mut x0, mut x1) = all
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    if all.is_empty() {
+        (x0, x1) = (0.0, 1.0);
+    }
+    if x1 <= x0 {
+        (x0, x1) = (x0 - 0.5, x0 + 0.5);
+    }
+    let (y0, y1) = chart.y_range.unwrap_or_else(|| {
+        let (lo, hi) = all
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+        if all.is_empty() {
+            (0.0, 1.0)
+        } else {
+            let pad = ((hi - lo) * 0.08).max(1e-3);
+            (lo - pad, hi + pad)
+        }
+    });
+    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+    let sx = |x: f64| LEFT + (x - x0) / (x1 - x0) * pw;
+    let sy = |y: f64| TOP + ph - (y - y0) / (y1 - y0) * ph;
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="Helvetica, Arial, sans-serif" font-size="12"><rect width="{W}" height="{H}" fill="white"/><text x="{}" y="22" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,
+        W / 2.0,
+        escape(&chart.title)
+    );
+    for t in ticks(y0, y1, 5, false) {
+        let y = sy(t);
+        let _ = write!(
+            o,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e4e4e4"/><line x1="{:.1}" y1="{y:.1}" x2="{LEFT}" y2="{y:.1}" stroke="black"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+            LEFT + pw,
+            LEFT - 5.0,
+            LEFT - 8.0,
+            y + 4.0,
+            label(t)
+        );
+    }
+    for t in ticks(x0, x1, 8, chart.integer_x) {
+        let x = sx(t);
+        let _ = write!(
+            o,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#f0f0f0"/><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="black"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+            TOP + ph,
+            TOP + ph,
+            TOP + ph + 5.0,
+            TOP + ph + 19.0,
+            label(t)
+        );
+    }
+    let _ = write!(
+        o,
+        r#"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="black"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text transform="translate(16 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
+        LEFT + pw / 2.0,
+        H - 10.0,
+        escape(&chart.x_label),
+        TOP + ph / 2.0,
+        escape(&chart.y_label)
+    );
+    for s in series {
+        let pts: Vec<String> = s
+            .points
+            .iter()
+            .copied()
+            .filter(finite)
+            .map(|(x, y)| format!("{:.1},{:.1}", sx(x), sy(y.clamp(y0, y1))))
+            .collect();
+        let dash = if s.dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        let _ = write!(
+            o,
+            r#"<polyline fill="none" stroke="{}" stroke-width="2"{dash} points="{}"/>"#,
+            escape(&s.color),
+            pts.join(" ")
+        );
+        for p in &pts {
+            let (x, y) = p.split_once(',').unwrap_or(("0", "0"));
+            let _ = write!(
+                o,
+                r#"<circle cx="{x}" cy="{y}" r="2.5" fill="{}"/>"#,
+                escape(&s.color)
+            );
+        }
+    }
+    // Legend, top right inside the plot.
+    let lw = 14.0
+        + 7.0
+            * series
+                .iter()
+                .map(|s| s.name.chars().count())
+                .max()
+                .unwrap_or(0) as f64
+        + 30.0;
+    let lx = LEFT + pw - lw - 8.0;
+    let _ = write!(
+        o,
+        r##"<rect x="{lx:.1}" y="{:.1}" width="{lw:.1}" height="{:.1}" fill="white" fill-opacity="0.9" stroke="#999"/>"##,
+        TOP + 8.0,
+        8.0 + 18.0 * series.len() as f64
+    );
+    for (i, s) in series.iter().enumerate() {
+        let y = TOP + 22.0 + 18.0 * i as f64;
+        let dash = if s.dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        };
+        let _ = write!(
+            o,
+            r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
+            lx + 8.0,
+            y - 4.0,
+            lx + 30.0,
+            y - 4.0,
+            escape(&s.color),
+            lx + 36.0,
+            y,
+            escape(&s.name)
+        );
+    }
+    o.push_str("</svg>\n");
+    o
+}
+
+/// `curves.svg` of a run: training loss, and validation Dice (per-image and global) in %, per epoch.
+pub fn write_curves(
     path: &Path,
-    train_loss: &[f64],
-    val_loss: &[f64],
-    dice_img: &[f64],
-    dice_glob: &[f64],
+    loss: &[f64],
+    dice_per_image: &[f64],
+    dice_global: &[f64],
 ) -> Result<()> {
-    let mut img = RgbImage::from_pixel(W, H, Rgb([255, 255, 255]));
-    panel(
-        &mut img,
-        0,
-        &[
-            (train_loss, Rgb([31, 119, 180])),
-            (val_loss, Rgb([255, 127, 14])),
-        ],
-        None,
+    let epochs = |v: &[f64], scale: f64| -> Vec<(f64, f64)> {
+        v.iter()
+            .enumerate()
+            .map(|(i, y)| ((i + 1) as f64, y * scale))
+            .collect()
+    };
+    let loss_chart = svg_chart(
+        &Chart {
+            title: "Training loss".into(),
+            x_label: "epoch".into(),
+            y_label: "mean loss (Dice + BCE + similarity-map BCE)".into(),
+            integer_x: true,
+            ..Chart::default()
+        },
+        &[Series::new("train loss", "#1f77b4", epochs(loss, 1.0))],
     );
-    panel(
-        &mut img,
-        W / 2,
+    let dice_chart = svg_chart(
+        &Chart {
+            title: "Validation Dice".into(),
+            x_label: "epoch".into(),
+            y_label: "Dice (%)".into(),
+            integer_x: true,
+            ..Chart::default()
+        },
         &[
-            (dice_img, Rgb([44, 160, 44])),
-            (dice_glob, Rgb([214, 39, 40])),
+            Series::new("per-image", "#d62728", epochs(dice_per_image, 100.0)),
+            Series::new("global", "#2ca02c", epochs(dice_global, 100.0)).dashed(),
         ],
-        Some((0.0, 1.0)),
     );
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .map_err(|e| TrainError::Other(format!("{}: encoding PNG: {e}", path.display())))?;
-    tgcnet_clip::weights::write_atomic(path, &bytes)?;
+    // Two charts side by side in one document.
+    let doc = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{H}"><g>{}</g><g transform="translate({W} 0)">{}</g></svg>
+"#,
+        2.0 * W,
+        loss_chart,
+        dice_chart
+    );
+    tgcnet_clip::weights::write_atomic(path, doc.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        let labels: Vec<String> = ticks(0.0, 1.0, 5, false).into_iter().map(label).collect();
+        assert_eq!(labels, ["0", "0.20", "0.40", "0.60", "0.80", "1"]);
+        assert_eq!(
+            ticks(1.0, 8.0, 8, true),
+            [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+        );
+        assert_eq!(ticks(1.0, 2.0, 8, true), [1.0, 2.0]);
+        let t = ticks(52.3, 87.9, 5, false);
+        assert!(t.first().is_some_and(|v| *v >= 52.3) && t.last().is_some_and(|v| *v <= 87.9));
+        assert!(t.len() >= 3, "{t:?}");
+    }
+
+    #[test]
+    fn chart_has_title_axes_labels_and_legend() {
+        let svg = svg_chart(
+            &Chart {
+                title: "T <1>".into(),
+                x_label: "epoch".into(),
+                y_label: "Dice (%)".into(),
+                integer_x: true,
+                ..Chart::default()
+            },
+            &[
+                Series::new(
+                    "full",
+                    "red",
+                    vec![(1.0, 50.0), (2.0, 70.0), (3.0, f64::NAN)],
+                ),
+                Series::new("text off", "blue", vec![(1.0, 40.0), (2.0, 45.0)]).dashed(),
+            ],
+        );
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        for text in [
+            "T &lt;1&gt;",
+            ">epoch<",
+            ">Dice (%)<",
+            ">full<",
+            ">text off<",
+            ">1<",
+            ">2<",
+        ] {
+            assert!(svg.contains(text), "missing {text}");
+        }
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        // The NaN point is skipped: two points for each series.
+        assert_eq!(svg.matches("<circle").count(), 4);
+    }
 }

@@ -20,7 +20,7 @@ use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::evaluate::{EvalOptions, evaluate};
 use crate::optim::{AdamW, lr_at};
-use crate::plot::draw_curves;
+use crate::plot::write_curves;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EpochRow {
@@ -93,6 +93,16 @@ fn truncate_metrics(out: &Path, epochs_done: usize) -> Result<()> {
         .collect();
     let jsonl: String = rows.iter().map(|r| format!("{r}\n")).collect();
     tgcnet_clip::weights::write_atomic(&out.join("metrics.jsonl"), jsonl.as_bytes())?;
+    let steps: String = read_rows(&out.join("steps.jsonl"))
+        .into_iter()
+        .filter(|r| {
+            r["epoch"]
+                .as_u64()
+                .is_some_and(|e| (e as usize) <= epochs_done)
+        })
+        .map(|r| format!("{r}\n"))
+        .collect();
+    tgcnet_clip::weights::write_atomic(&out.join("steps.jsonl"), steps.as_bytes())?;
     let csv_path = out.join("metrics.csv");
     if let Ok(text) = std::fs::read_to_string(&csv_path) {
         let kept: String = text
@@ -110,6 +120,14 @@ fn truncate_metrics(out: &Path, epochs_done: usize) -> Result<()> {
         tgcnet_clip::weights::write_atomic(&csv_path, kept.as_bytes())?;
     }
     Ok(())
+}
+
+/// One line of `steps.jsonl`: the mean loss of the steps since the previous line.
+fn step_row(epoch: usize, step: usize, loss: f64) -> String {
+    format!(
+        "{}\n",
+        serde_json::json!({"epoch": epoch, "step": step, "loss": loss})
+    )
 }
 
 const CSV_HEADER: &str = "epoch,step,lr,train_image_size,train_loss,train_dice_loss,train_bce,val_dice_per_image,val_iou_per_image,val_dice_global,val_iou_global,images_per_s,epoch_seconds,skipped_samples\n";
@@ -175,7 +193,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
         progress = state.progress;
         truncate_metrics(out, progress.epochs_done)?;
     } else {
-        for f in ["metrics.jsonl", "metrics.csv"] {
+        for f in ["metrics.jsonl", "metrics.csv", "steps.jsonl"] {
             let p = out.join(f);
             if p.exists() {
                 std::fs::remove_file(&p).map_err(|e| TrainError::io(&p, e))?;
@@ -238,6 +256,8 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
         let bad = batches.bad_samples_handle();
         let (mut sum_loss, mut sum_dice, mut sum_bce, mut seen, mut n_steps) =
             (0.0, 0.0, 0.0, 0usize, 0usize);
+        // The loss averaged over every `log_every` steps: steps.jsonl, the within-epoch curve.
+        let (mut window, mut window_n, mut step_rows) = (0.0, 0usize, String::new());
         let mut lr = 0.0;
         for batch in batches {
             let batch = batch?;
@@ -265,6 +285,12 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
             sum_bce += values.bce * batch.batch as f64;
             seen += batch.batch;
             n_steps += 1;
+            window += values.total;
+            window_n += 1;
+            if n_steps % log_every == 0 {
+                step_rows.push_str(&step_row(epoch + 1, optim.step, window / window_n as f64));
+                (window, window_n) = (0.0, 0);
+            }
             step_bar.inc(1);
             let ips = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
             step_bar.set_message(format!(
@@ -283,6 +309,9 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
                     eta
                 );
             }
+        }
+        if window_n > 0 {
+            step_rows.push_str(&step_row(epoch + 1, optim.step, window / window_n as f64));
         }
         let train_secs = started.elapsed().as_secs_f64();
         let skipped = bad.lock().map(|b| b.len()).unwrap_or(0);
@@ -325,6 +354,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
             epoch_seconds: started.elapsed().as_secs_f64(),
             skipped_samples: skipped,
         };
+        append(&out.join("steps.jsonl"), &step_rows)?;
         append(
             &out.join("metrics.jsonl"),
             &format!(
@@ -374,10 +404,9 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
                 .map(|r| r[k].as_f64().unwrap_or(f64::NAN))
                 .collect()
         };
-        draw_curves(
-            &out.join("curves.png"),
+        write_curves(
+            &out.join("curves.svg"),
             &col("train_loss"),
-            &[],
             &col("val_dice_per_image"),
             &col("val_dice_global"),
         )?;
