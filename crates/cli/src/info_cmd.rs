@@ -7,7 +7,7 @@ use burn::tensor::Device;
 use tgcnet_model::{TgcNetConfig, model_info};
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["preset", "config"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["preset", "config", "checkpoint"])))]
 pub struct InfoArgs {
     /// Built-in configuration: paper, small or tiny.
     #[arg(long)]
@@ -16,6 +16,9 @@ pub struct InfoArgs {
     /// (`[model]` and `[train]` tables, as given to `tgcnet train`).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// A checkpoint (its recorded model config).
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -38,10 +41,13 @@ pub fn model_config(path: &std::path::Path) -> anyhow::Result<TgcNetConfig> {
 }
 
 pub fn run(a: InfoArgs) -> anyhow::Result<i32> {
-    let cfg = match (&a.preset, &a.config) {
-        (_, Some(path)) => model_config(path)?,
-        (Some(name), None) => TgcNetConfig::preset(name)?,
-        (None, None) => anyhow::bail!("give --preset NAME or --config FILE"),
+    let cfg = match (&a.preset, &a.config, &a.checkpoint) {
+        (_, _, Some(path)) => tgcnet_train::checkpoint::model_config(path)?,
+        (_, Some(path), None) => model_config(path)?,
+        (Some(name), None, None) => TgcNetConfig::preset(name)?,
+        (None, None, None) => {
+            anyhow::bail!("give --preset NAME, --config FILE or --checkpoint FILE")
+        }
     };
     // Parameters are lazy: counting builds the modules without allocating their weights.
     let info =
@@ -54,6 +60,14 @@ pub fn run(a: InfoArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         println!("{info}");
+        println!(
+            "captions name sides in the `{}` convention (\"left\" = {}); infer/eval --laterality converts",
+            cfg.laterality,
+            match cfg.laterality {
+                tgcnet_data::SideConvention::Image => "the image's left half",
+                tgcnet_data::SideConvention::Patient => "the patient's left, on the image's right",
+            }
+        );
         if a.show_config {
             println!("\n{}", cfg.to_toml()?);
         }
