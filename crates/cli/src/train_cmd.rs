@@ -37,6 +37,9 @@ pub struct TrainArgs {
     /// Override train.epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Override train.seed (initialisation, data order and augmentation), e.g. to measure seed noise.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// `fail` (default) or `skip` samples that cannot be read.
     #[arg(long)]
     pub on_bad_sample: Option<String>,
@@ -63,6 +66,9 @@ pub fn train_cmd(a: TrainArgs) -> anyhow::Result<i32> {
     if !a.resume {
         if let Some(e) = a.epochs {
             cfg.train.epochs = e;
+        }
+        if let Some(s) = a.seed {
+            cfg.train.seed = s;
         }
         if let Some(p) = &a.on_bad_sample {
             cfg.train.on_bad_sample = p.clone();
