@@ -129,8 +129,7 @@ fn check(a: CheckArgs) -> anyhow::Result<i32> {
         },
     };
     let t0 = std::time::Instant::now();
-    let report = tgcnet_data::check(&a.path, format, &opts)
-        .with_context(|| format!("checking {}", a.path.display()))?;
+    let report = tgcnet_data::check(&a.path, format, &opts).context("data check")?;
     let text = if a.json {
         format!("{}\n", serde_json::to_string_pretty(&report)?)
     } else {
@@ -150,8 +149,7 @@ fn phantom(a: PhantomArgs) -> anyhow::Result<i32> {
         ribs: !a.no_ribs,
         laterality: a.laterality,
     };
-    let s = tgcnet_data::generate_phantom(&a.out, &cfg)
-        .with_context(|| format!("writing the phantom dataset to {}", a.out.display()))?;
+    let s = tgcnet_data::generate_phantom(&a.out, &cfg).context("writing the phantom dataset")?;
     println!(
         "phantom dataset: {} train + {} val images of {}x{} in {}{}",
         s.train,

@@ -15,15 +15,16 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
+use tgcnet_data::imageio::{read_image, read_mask};
 use tgcnet_data::{Dataset, PhantomConfig, SideConvention, generate_phantom};
 use tgcnet_eval::Summary;
+use tgcnet_infer::{SegmentOptions, Segmenter, gray};
 use tgcnet_model::config::TgcNetConfig;
 use tgcnet_model::{CaptionEncoder, PassageModality};
 use tgcnet_train::checkpoint::load_model;
 use tgcnet_train::evaluate::{
     CaptionCondition, EvalOptions, EvalReport, evaluate, evaluate_conditions, markdown,
 };
-use tgcnet_train::segment::segment_samples;
 use tgcnet_train::trainer::TrainOptions;
 use tgcnet_train::{RunConfig, TrainConfig, train};
 
@@ -166,7 +167,6 @@ pub struct DemoResult {
 }
 
 struct Arm {
-    name: &'static str,
     run: PathBuf,
     report: EvalReport,
     counterfactual: Summary,
@@ -240,7 +240,6 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
         )?
         .summary;
         arms.push(Arm {
-            name,
             curves: ArmCurves::read(name, &run)?,
             run,
             report,
@@ -293,7 +292,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
 }
 
 /// The first `a.examples` validation images: each arm's prediction with the true caption, and the full
-/// model's with the counterfactual caption.
+/// model's with the counterfactual caption, through the inference library.
 fn examples(
     a: &DemoArgs,
     arms: &[Arm],
@@ -304,27 +303,35 @@ fn examples(
     let n = a.examples.min(a.n_val);
     let val = &ds.split("val")?[..n];
     let cf = &cf_set.split("counterfactual")?[..n];
-    let mut per_arm = Vec::new();
-    for arm in arms {
-        let model = load_model(&arm.run.join("best.safetensors"), device)?;
-        let encoder = CaptionEncoder::new(model.config())?;
-        per_arm.push(segment_samples(&model, &encoder, val, 8, device)?);
-        if arm.name == "full" {
-            per_arm.push(segment_samples(&model, &encoder, cf, 8, device)?);
-        }
+    let load = |arm: &Arm| Segmenter::load(&arm.run.join("best.safetensors"), device);
+    let (full, text_off) = (load(&arms[0])?, load(&arms[1])?);
+    let options = SegmentOptions::default();
+    let truth = |s: &tgcnet_data::Sample| -> anyhow::Result<Vec<bool>> {
+        let path = s
+            .mask_path
+            .as_ref()
+            .context("a phantom sample without a mask")?;
+        Ok(read_mask(path, None)?
+            .binarize(None)
+            .into_iter()
+            .map(|v| v > 0)
+            .collect())
+    };
+    let mut out = Vec::with_capacity(n);
+    for (own, other) in val.iter().zip(cf) {
+        let picture = read_image(&own.image_path, None, &options.decode)?;
+        let segment = |s: &Segmenter, caption: &str| s.segment(&picture, caption, &options);
+        out.push(Example {
+            id: own.id.clone(),
+            picture: gray(&picture),
+            truth: truth(own)?,
+            counterfactual_truth: truth(other)?,
+            full: segment(&full, &own.caption)?,
+            text_off: segment(&text_off, &own.caption)?,
+            counterfactual: segment(&full, &other.caption)?,
+        });
     }
-    let [full, cf_full, text_off] = <[_; 3]>::try_from(per_arm)
-        .map_err(|_| anyhow::anyhow!("expected the full and text-off arms"))?;
-    Ok(full
-        .into_iter()
-        .zip(cf_full)
-        .zip(text_off)
-        .map(|((full, counterfactual), text_off)| Example {
-            full,
-            text_off,
-            counterfactual,
-        })
-        .collect())
+    Ok(out)
 }
 
 fn pct(x: f64) -> String {

@@ -7,9 +7,9 @@ use std::path::Path;
 use base64::Engine;
 use image::{GrayImage, Rgb, RgbImage, imageops};
 use tgcnet_eval::Confusion;
+use tgcnet_infer::Segmentation;
 use tgcnet_train::evaluate::heatmap;
 use tgcnet_train::plot::{Chart, Series, svg_chart};
-use tgcnet_train::segment::Segmentation;
 
 use crate::demo_cmd::DemoResult;
 
@@ -55,6 +55,11 @@ impl ArmCurves {
 
 /// One validation image: both arms with the true caption, the full model with the counterfactual one.
 pub struct Example {
+    pub id: String,
+    pub picture: GrayImage,
+    /// The mask of the lesions the image's own caption names, and of the ones it leaves out.
+    pub truth: Vec<bool>,
+    pub counterfactual_truth: Vec<bool>,
     pub full: Segmentation,
     pub text_off: Segmentation,
     pub counterfactual: Segmentation,
@@ -136,10 +141,8 @@ fn panel(
     })
 }
 
-fn dice(s: &Segmentation) -> Option<f64> {
-    s.truth
-        .as_ref()
-        .map(|t| Confusion::from_masks(&s.mask(), t).dice())
+fn dice(s: &Segmentation, truth: &[bool]) -> f64 {
+    Confusion::from_masks(&s.mask(0.5), truth).dice()
 }
 
 fn charts(curves: &[&ArmCurves]) -> String {
@@ -176,49 +179,41 @@ fn charts(curves: &[&ArmCurves]) -> String {
 fn example_rows(examples: &[Example]) -> anyhow::Result<String> {
     let mut html = String::new();
     for e in examples {
-        let size = e.full.size as u32;
+        let size = e.picture.width();
         let k = MIN_SHOWN.div_ceil(size).max(1);
-        let truth = e.full.truth.clone().unwrap_or_default();
-        let cf_truth = e.counterfactual.truth.clone().unwrap_or_default();
         let red = [230, 30, 30];
+        let g = &e.picture;
         let cells = [
-            (panel(&e.full.gray, k, None, None), "image".to_string()),
+            (panel(g, k, None, None), "image".to_string()),
             (
-                panel(&e.full.gray, k, Some((&truth, [40, 200, 40])), None),
+                panel(g, k, Some((&e.truth, [40, 200, 40])), None),
                 "truth: the lesions the caption names".to_string(),
             ),
             (
-                panel(&e.full.gray, k, Some((&e.full.mask(), red)), Some(&truth)),
-                format!("full model, Dice {}", fmt_dice(dice(&e.full))),
+                panel(g, k, Some((&e.full.mask(0.5), red)), Some(&e.truth)),
+                format!("full model, Dice {}", fmt_dice(dice(&e.full, &e.truth))),
+            ),
+            (
+                panel(g, k, Some((&e.text_off.mask(0.5), red)), Some(&e.truth)),
+                format!("text off, Dice {}", fmt_dice(dice(&e.text_off, &e.truth))),
             ),
             (
                 panel(
-                    &e.text_off.gray,
+                    g,
                     k,
-                    Some((&e.text_off.mask(), red)),
-                    Some(&truth),
-                ),
-                format!("text off, Dice {}", fmt_dice(dice(&e.text_off))),
-            ),
-            (
-                panel(
-                    &e.counterfactual.gray,
-                    k,
-                    Some((&e.counterfactual.mask(), red)),
-                    Some(&cf_truth),
+                    Some((&e.counterfactual.mask(0.5), red)),
+                    Some(&e.counterfactual_truth),
                 ),
                 format!(
                     "full model, counterfactual caption: “{}” Dice {}",
                     escape(&e.counterfactual.caption),
-                    fmt_dice(dice(&e.counterfactual))
+                    fmt_dice(dice(&e.counterfactual, &e.counterfactual_truth))
                 ),
             ),
             (
                 match &e.full.similarity {
-                    Some(sim) => {
-                        heatmap(&upscaled(&e.full.gray, k), &stretch(&upscale(sim, size, k)))
-                    }
-                    None => panel(&e.full.gray, k, None, None),
+                    Some(sim) => heatmap(&upscaled(g, k), &stretch(&upscale(sim, size, k))),
+                    None => panel(g, k, None, None),
                 },
                 "VLCM text-pixel similarity (full model, own caption)".to_string(),
             ),
@@ -226,7 +221,7 @@ fn example_rows(examples: &[Example]) -> anyhow::Result<String> {
         let _ = write!(
             html,
             "<tr><th colspan=\"6\" class=\"caption\">{} — “{}”</th></tr><tr>",
-            escape(&e.full.id),
+            escape(&e.id),
             escape(&e.full.caption)
         );
         for (img, label) in cells {
@@ -243,8 +238,8 @@ fn example_rows(examples: &[Example]) -> anyhow::Result<String> {
     Ok(html)
 }
 
-fn fmt_dice(d: Option<f64>) -> String {
-    d.map_or("-".into(), |d| format!("{:.0}%", 100.0 * d))
+fn fmt_dice(d: f64) -> String {
+    format!("{:.0}%", 100.0 * d)
 }
 
 /// Values scaled to [0, 1] by the map's own minimum and maximum (σ(S) of a calibrated model spans a

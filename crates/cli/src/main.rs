@@ -9,8 +9,10 @@ mod data_cmd;
 mod demo_cmd;
 mod demo_report;
 mod device;
+mod infer_cmd;
 mod info_cmd;
 mod knowledge_cmd;
+mod serve;
 mod train_cmd;
 
 #[derive(Parser, Debug)]
@@ -37,8 +39,10 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Evaluate a run or checkpoint: Dice, IoU (per-image and global), precision, recall, HD95, by group.
     Eval(train_cmd::EvalArgs),
-    /// Segment one image (or a manifest) from its text.
-    Infer(train_cmd::InferArgs),
+    /// Segment one image, a manifest or a folder from its text (masks, overlays, heatmaps, results.csv).
+    Infer(infer_cmd::InferArgs),
+    /// Serve the model over HTTP: a web page, POST /v1/segment, GET /v1/model, GET /healthz.
+    Serve(serve::ServeArgs),
     /// The main job: phantom data, train with and without text, evaluate, print Dice side by side.
     Demo(demo_cmd::DemoArgs),
     /// Write a checkpoint's parameters as a parameter file (optionally float16).
@@ -63,8 +67,9 @@ fn main() {
         Command::Data(c) => data_cmd::run(c),
         Command::Train(a) => train_cmd::train_cmd(a),
         Command::Eval(a) => train_cmd::eval_cmd(a),
-        Command::Infer(a) => train_cmd::infer_cmd(a),
+        Command::Infer(a) => infer_cmd::infer_cmd(a),
         Command::Demo(a) => demo_cmd::demo(a),
+        Command::Serve(a) => serve::serve(a),
         Command::Export(a) => train_cmd::export_cmd(a),
         Command::Info(a) => info_cmd::run(a),
         Command::Bench(a) => bench_cmd::run(a),

@@ -268,6 +268,104 @@ fn train_eval_infer() {
         dice(&half_report)
     );
 
+    // Batch inference over a manifest: the same picture twice with different captions keeps both
+    // results, a row with an id is named by it, an unreadable picture is skipped and reported, and
+    // results.csv scores the rows that have a mask.
+    let val_rows: Vec<String> = std::fs::read_to_string(data.join("val.csv"))
+        .expect("val.csv")
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    let first = val_rows[0].split(',').collect::<Vec<_>>();
+    let (img, mask) = (data.join(first[0]), data.join(first[1]));
+    std::fs::write(tmp.path().join("broken.png"), b"not a png").expect("write");
+    let manifest = tmp.path().join("batch.csv");
+    std::fs::write(
+        &manifest,
+        format!(
+            "id,image,mask,text\n,{img},{mask},\"Unilateral pulmonary infection, one infected area, upper left lung.\"\n,{img},{mask},\"Unilateral pulmonary infection, one infected area, lower right lung.\"\ncase7,{img},,\"Bilateral pulmonary infection.\"\n,{broken},,\"upper left lung\"\n",
+            img = img.display(),
+            mask = mask.display(),
+            broken = tmp.path().join("broken.png").display()
+        ),
+    )
+    .expect("manifest");
+    let batch_dir = tmp.path().join("batch");
+    ok(bin()
+        .arg("infer")
+        .arg("--checkpoint")
+        .arg(run.join("best.safetensors"))
+        .arg("--manifest")
+        .arg(&manifest)
+        .args(["--batch-size", "3", "--on-bad-sample", "skip", "--out-dir"])
+        .arg(&batch_dir));
+    let stem = img
+        .file_stem()
+        .expect("stem")
+        .to_string_lossy()
+        .into_owned();
+    for f in [
+        format!("{stem}_mask.png"),
+        format!("{stem}_2_mask.png"),
+        "case7_mask.png".to_string(),
+        format!("{stem}_overlay.png"),
+        format!("{stem}_2_heatmap.png"),
+    ] {
+        assert!(batch_dir.join(&f).exists(), "{f} missing");
+    }
+    let mut results = csv::Reader::from_path(batch_dir.join("results.csv")).expect("results.csv");
+    let header = results.headers().expect("header").clone();
+    let col = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let rows: Vec<csv::StringRecord> = results.records().map(|r| r.expect("row")).collect();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(&rows[0][col("mask_file")], format!("{stem}_mask.png"));
+    assert_eq!(&rows[1][col("mask_file")], format!("{stem}_2_mask.png"));
+    for r in &rows[..2] {
+        let d: f64 = r[col("dice")].parse().expect("dice of a row with a mask");
+        assert!((0.0..=1.0).contains(&d));
+        let fg: f64 = r[col("foreground_fraction")].parse().expect("fraction");
+        assert!((0.0..=1.0).contains(&fg));
+    }
+    assert_eq!(&rows[2][col("dice")], "", "no mask, no Dice");
+    assert!(
+        rows[3][col("error")].contains("broken.png"),
+        "{:?}",
+        &rows[3]
+    );
+    // Without --on-bad-sample skip, the broken picture stops the run with its name.
+    let o = bin()
+        .arg("infer")
+        .arg("--checkpoint")
+        .arg(run.join("best.safetensors"))
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("--out-dir")
+        .arg(tmp.path().join("batch-fail"))
+        .output()
+        .expect("run");
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("broken.png"));
+    // One caption over a folder.
+    let folder_out = tmp.path().join("folder");
+    ok(bin()
+        .arg("infer")
+        .arg("--checkpoint")
+        .arg(run.join("best.safetensors"))
+        .arg("--images")
+        .arg(data.join("images"))
+        .args([
+            "--text",
+            "Unilateral pulmonary infection, one infected area, upper left lung.",
+            "--out-dir",
+        ])
+        .arg(&folder_out));
+    let listed = std::fs::read_to_string(folder_out.join("results.csv")).expect("results");
+    assert_eq!(
+        listed.lines().count(),
+        1 + 16 + 8,
+        "every picture of the folder"
+    );
+
     // An empty caption is a clear error.
     let o = bin()
         .arg("infer")
@@ -452,4 +550,60 @@ fn killed_run_resumes_to_the_same_result() {
     assert_eq!(worst, 0.0, "resumed run differs by {worst}");
     let rows = std::fs::read_to_string(killed.join("metrics.jsonl")).expect("metrics");
     assert_eq!(rows.lines().count(), 4);
+}
+
+/// Every error names its file once, and the OS error once.
+#[test]
+fn errors_name_the_file_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let missing = tmp.path().join("nope.safetensors");
+    let picture = tmp.path().join("nope.png");
+    let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
+        (
+            vec![
+                "infer".into(),
+                "--checkpoint".into(),
+                missing.clone().into(),
+                "--image".into(),
+                picture.clone().into(),
+                "--text".into(),
+                "upper left lung".into(),
+                "--out".into(),
+                tmp.path().join("m.png").into(),
+            ],
+            "nope.safetensors",
+        ),
+        (
+            vec![
+                "export".into(),
+                "--checkpoint".into(),
+                missing.clone().into(),
+                "--out".into(),
+                tmp.path().join("o.safetensors").into(),
+            ],
+            "nope.safetensors",
+        ),
+        (
+            vec![
+                "data".into(),
+                "check".into(),
+                tmp.path().join("no-dataset").into(),
+            ],
+            "no-dataset",
+        ),
+        (
+            vec!["info".into(), "--checkpoint".into(), missing.clone().into()],
+            "nope.safetensors",
+        ),
+    ];
+    for (args, name) in cases {
+        let o = bin().args(&args).output().expect("run");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert_eq!(err.matches(name).count(), 1, "{args:?}: {err}");
+        assert!(
+            err.matches("No such file or directory").count() <= 1,
+            "{args:?}: {err}"
+        );
+    }
 }

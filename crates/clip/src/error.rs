@@ -3,11 +3,12 @@ use std::path::PathBuf;
 /// Errors of the CLIP crate. Every variant names the file or key it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum ClipError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Shown in the message, and deliberately not the error's `source()`: a report printing the
+        /// whole chain would repeat the OS message.
+        error: std::io::Error,
     },
     #[error("{path}: not a valid safetensors file: {message}")]
     Safetensors { path: PathBuf, message: String },
@@ -46,7 +47,7 @@ impl ClipError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ClipError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

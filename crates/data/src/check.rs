@@ -49,6 +49,7 @@ pub struct Issue {
     pub file: Option<PathBuf>,
     /// Row or key in the annotation file, e.g. "Train_text.xlsx: row 12".
     pub location: Option<String>,
+    /// What is wrong, without the file name (that is `file`).
     pub message: String,
 }
 
@@ -544,8 +545,8 @@ pub fn check_dataset(ds: &Dataset, opts: &CheckOptions) -> Result<CheckReport> {
                     "unreadable",
                     split,
                     Some(s),
-                    Some(&s.image_path),
-                    e.to_string(),
+                    Some(e.path().unwrap_or(&s.image_path)),
+                    e.detail(),
                 )),
                 None => {}
             }
@@ -602,8 +603,8 @@ pub fn check_dataset(ds: &Dataset, opts: &CheckOptions) -> Result<CheckReport> {
                     "unreadable",
                     split,
                     Some(s),
-                    mpath,
-                    e.to_string(),
+                    e.path().or(mpath),
+                    e.detail(),
                 )),
                 None => {}
             }

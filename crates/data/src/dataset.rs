@@ -5,8 +5,8 @@
 //! | format | layout |
 //! |---|---|
 //! | [`Format::SgSeg`] | `images/{split}/images/NAME.png`, `images/{split}/masks/mask_NAME.png`, `prompts/annotation.json` = `{"train": [{"image_path": "mask_NAME.png", "caption": …, "pulmonary_infection": 1\|2, "infected_area": n, "pseudo_label": [6 flags]}, …], "valid": […]}` |
-//! | [`Format::Lvit`] | `{Train,Val,Test}_Folder/{img,labelcol}/` and `{Train,Val,Test}_text.xlsx` (first sheet, columns `Image`, `Description`; `Image` names the image or the `mask_` file) |
-//! | [`Format::GuideDecoder`] | `Images/`, `GTs/` (or `Train Set/…`, `Test Set/…`) and `prompt/{train,val,test}.csv` with `Image,Description` |
+//! | [`Format::Lvit`] | `{Train,Val,Test}_Folder/{img,labelcol}/` with each split's spreadsheet `{Train,Val,Test}_text.xlsx` inside its folder (as LViT's `Config.py`/`train_model.py` read it: `Train_Folder/Train_text.xlsx`) or beside the folders; inside wins when a split has both. First sheet, columns `Image`, `Description`. `Image` names the mask file: QaTa-COV19 `mask_NAME.png` (image `img/NAME.png`, mask `labelcol/mask_NAME.png`), MosMedData+ `NAME.png` (image and mask both `NAME.png`); an image stored with another extension (MoNuSeg's `.tif`) is found by its stem |
+//! | [`Format::GuideDecoder`] | `prompt/{train,test}.csv` (`Image,Description`; `Image` = `mask_NAME.png`) with `Train/{Images,GTs}/` and `Test/{Images,GTs}/` (LanGuideMedSeg's `training.yaml`; folder names matched case-insensitively), or `Train Set/…`, `Test Set/…`, or flat `Images/`, `GTs/`; image `Images/NAME.png`, mask `GTs/mask_NAME.png`. Without a `val`/`valid` CSV, train.csv is split by row order as LanGuideMedSeg does: the first `int(0.8·n)` rows are `train`, the rest `val` |
 //! | [`Format::Manifest`] | one or more CSV files with columns `image,mask,text` (paths relative to the CSV; `mask` may be empty or absent for inference) and optional `split`, `id`, `slice`, `axis`, `label` |
 //!
 //! Split names are canonical: `train`, `val` (from val/valid/validation/dev), `test`; others are kept in
@@ -224,9 +224,17 @@ pub fn detect(path: &Path) -> Result<Option<Format>> {
         return Ok(Some(Format::SgSeg));
     }
     let entries = list_dir(path);
+    // LViT: a `*_text.xlsx` beside the split folders, or a `*_Folder` holding its spreadsheet (LViT's own
+    // layout) or its `img/`, `labelcol/` folders.
     if entries.iter().any(|n| {
         let l = n.to_ascii_lowercase();
-        l.ends_with("_text.xlsx") || l.ends_with("_folder")
+        let p = path.join(n);
+        (is_lvit_sheet(n) && p.is_file())
+            || (l.ends_with("_folder")
+                && p.is_dir()
+                && (list_dir(&p).iter().any(|m| is_lvit_sheet(m))
+                    || find_ci(&p, "img").is_some()
+                    || find_ci(&p, "labelcol").is_some()))
     }) {
         return Ok(Some(Format::Lvit));
     }
@@ -296,24 +304,41 @@ struct DirIndex {
 }
 
 impl DirIndex {
-    fn has(&mut self, dir: &Path, name: &str) -> bool {
+    fn names(&mut self, dir: &Path) -> &HashSet<String> {
         self.dirs
             .entry(dir.to_path_buf())
             .or_insert_with(|| list_dir(dir).into_iter().collect())
-            .contains(name)
+    }
+
+    fn has(&mut self, dir: &Path, name: &str) -> bool {
+        self.names(dir).contains(name)
     }
 
     /// The first candidate (dir, name) that exists, else the first candidate.
     fn resolve(&mut self, candidates: &[(PathBuf, String)]) -> PathBuf {
-        for (d, n) in candidates {
-            if self.has(d, n) {
-                return d.join(n);
-            }
-        }
+        self.find(candidates).unwrap_or_else(|| {
+            candidates
+                .first()
+                .map(|(d, n)| d.join(n))
+                .unwrap_or_default()
+        })
+    }
+
+    /// The first candidate (dir, name) that exists.
+    fn find(&mut self, candidates: &[(PathBuf, String)]) -> Option<PathBuf> {
         candidates
-            .first()
+            .iter()
+            .find(|(d, n)| self.has(d, n))
             .map(|(d, n)| d.join(n))
-            .unwrap_or_default()
+    }
+
+    /// The first file (in name order) of `dir` whose stem is `stem`, with any extension.
+    fn with_stem(&mut self, dir: &Path, wanted: &str) -> Option<PathBuf> {
+        self.names(dir)
+            .iter()
+            .filter(|n| stem(n) == wanted && n.as_str() != wanted)
+            .min()
+            .map(|n| dir.join(n))
     }
 }
 
@@ -335,10 +360,16 @@ fn resolve_pair(
 ) -> (PathBuf, PathBuf) {
     let bare = strip_mask_prefix(name).to_string();
     let masked = format!("mask_{bare}");
-    let image = index.resolve(&[
+    let image_candidates = [
         (img_dir.to_path_buf(), bare.clone()),
         (img_dir.to_path_buf(), name.to_string()),
-    ]);
+    ];
+    // The image under the named file, else under the same stem with another extension (LViT's MoNuSeg:
+    // `img/NAME.tif`, `labelcol/NAME.png`, the sheet naming the `.png`).
+    let image = index
+        .find(&image_candidates)
+        .or_else(|| index.with_stem(img_dir, stem(&bare)))
+        .unwrap_or_else(|| img_dir.join(&bare));
     let mask = index.resolve(&[
         (mask_dir.to_path_buf(), name.to_string()),
         (mask_dir.to_path_buf(), masked),
@@ -360,14 +391,14 @@ fn push(splits: &mut BTreeMap<String, Vec<Sample>>, split: &str, s: Sample) {
 fn push_rows(
     splits: &mut BTreeMap<String, Vec<Sample>>,
     split: &str,
-    table: &Table,
+    (table, rows): (&Table, &[Row]),
     image_columns: &[&str],
     index: &mut DirIndex,
     (img_dir, mask_dir): (&Path, &Path),
 ) -> Result<()> {
     let c_img = table.require(image_columns)?;
     let c_txt = table.require(&["Description", "Text", "Caption"])?;
-    for (row_no, row) in &table.rows {
+    for (row_no, row) in rows {
         let img_name = get(row, Some(c_img));
         let caption = row.get(c_txt).cloned().unwrap_or_default();
         let (image, mask) = resolve_pair(index, img_dir, mask_dir, &img_name);
@@ -504,8 +535,11 @@ fn read_sgseg(path: &Path) -> Result<(PathBuf, BTreeMap<String, Vec<Sample>>)> {
 struct Table {
     path: PathBuf,
     header: Vec<String>,
-    rows: Vec<(usize, Vec<String>)>,
+    rows: Vec<Row>,
 }
+
+/// A table row: its 1-based row (or line) number and its cells.
+type Row = (usize, Vec<String>);
 
 impl Table {
     fn col(&self, names: &[&str]) -> Option<usize> {
@@ -657,42 +691,137 @@ fn get(row: &[String], col: Option<usize>) -> String {
 // ---------------------------------------------------------------------------------------------------
 // LViT
 
-fn read_lvit(path: &Path) -> Result<(PathBuf, BTreeMap<String, Vec<Sample>>)> {
-    let (root, files): (PathBuf, Vec<PathBuf>) = if path.is_file() {
-        let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        (root, vec![path.to_path_buf()])
+/// Whether `name` is an LViT spreadsheet (`Train_text.xlsx`; not an Excel lock file `~$…`).
+fn is_lvit_sheet(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with("_text.xlsx") && !name.starts_with("~$")
+}
+
+/// The split of an LViT spreadsheet's name: `Train` for `Train_text.xlsx` (else the file stem).
+fn lvit_split_of(name: &str) -> String {
+    if is_lvit_sheet(name) {
+        name[..name.len() - "_text.xlsx".len()].to_string()
     } else {
-        let files = list_dir(path)
-            .into_iter()
-            .filter(|n| n.to_ascii_lowercase().ends_with("_text.xlsx") && !n.starts_with("~$"))
-            .map(|n| path.join(n))
-            .collect();
-        (path.to_path_buf(), files)
+        stem(name).to_string()
+    }
+}
+
+/// Whether `dir` is an LViT split folder: named `*_Folder`, or holding `img/` or `labelcol/`.
+fn is_lvit_split_folder(dir: &Path) -> bool {
+    file_name(dir).to_ascii_lowercase().ends_with("_folder")
+        || find_ci(dir, "img").is_some()
+        || find_ci(dir, "labelcol").is_some()
+}
+
+/// The folder of split `split_raw` under `root`: `{split}_Folder` (any case); a `root` that is itself a
+/// split folder (has `img/` or `labelcol/`) when there is none; else `root/{split}_Folder` (reported
+/// missing by the checks).
+fn lvit_folder(root: &Path, split_raw: &str) -> PathBuf {
+    let name = format!("{split_raw}_Folder");
+    find_ci(root, &name)
+        .filter(|p| p.is_dir())
+        .or_else(|| {
+            (find_ci(root, "img").is_some() || find_ci(root, "labelcol").is_some())
+                .then(|| root.to_path_buf())
+        })
+        .unwrap_or_else(|| root.join(name))
+}
+
+/// An LViT split: its name as written (`Train`), its spreadsheet and its folder.
+struct LvitSplit {
+    name: String,
+    sheet: PathBuf,
+    folder: PathBuf,
+}
+
+/// The spreadsheets of an LViT dataset by canonical split. Inside the split folder
+/// (`ROOT/Train_Folder/Train_text.xlsx`, where LViT's `train_model.py` reads it) or beside it
+/// (`ROOT/Train_text.xlsx`); a split with both uses the one inside.
+fn lvit_sheets(root: &Path) -> BTreeMap<String, Vec<LvitSplit>> {
+    let mut by_split: BTreeMap<String, Vec<LvitSplit>> = BTreeMap::new();
+    let entries = list_dir(root);
+    for n in &entries {
+        let p = root.join(n);
+        if is_lvit_sheet(n) && p.is_file() {
+            let name = lvit_split_of(n);
+            by_split
+                .entry(canonical_split(&name))
+                .or_default()
+                .push(LvitSplit {
+                    folder: lvit_folder(root, &name),
+                    sheet: p,
+                    name,
+                });
+        }
+    }
+    for n in &entries {
+        let folder = root.join(n);
+        if !n.to_ascii_lowercase().ends_with("_folder") || !folder.is_dir() {
+            continue;
+        }
+        let name = n[..n.len() - "_folder".len()].to_string();
+        if let Some(sheet) = find_ci(&folder, &format!("{name}_text.xlsx")).filter(|p| p.is_file())
+        {
+            by_split.insert(
+                canonical_split(&name),
+                vec![LvitSplit {
+                    name,
+                    sheet,
+                    folder,
+                }],
+            );
+        }
+    }
+    by_split
+}
+
+fn read_lvit(path: &Path) -> Result<(PathBuf, BTreeMap<String, Vec<Sample>>)> {
+    let (root, sheets): (PathBuf, Vec<LvitSplit>) = if path.is_file() {
+        let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let name = lvit_split_of(&file_name(path));
+        let sheet = path.to_path_buf();
+        if is_lvit_split_folder(&parent) {
+            // A spreadsheet inside its split folder: the dataset root is the folder's parent.
+            let root = parent.parent().map(Path::to_path_buf).unwrap_or_default();
+            let split = LvitSplit {
+                name,
+                sheet,
+                folder: parent,
+            };
+            (root, vec![split])
+        } else {
+            let folder = lvit_folder(&parent, &name);
+            let split = LvitSplit {
+                name,
+                sheet,
+                folder,
+            };
+            (parent, vec![split])
+        }
+    } else {
+        let sheets = lvit_sheets(path).into_values().flatten().collect();
+        (path.to_path_buf(), sheets)
     };
-    if files.is_empty() {
+    if sheets.is_empty() {
         return Err(DataError::layout(
             &root,
-            "LViT layout: no {Train,Val,Test}_text.xlsx spreadsheet found",
+            "LViT layout: no {Train,Val,Test}_text.xlsx spreadsheet found, neither inside \
+             the {Train,Val,Test}_Folder/ folders nor beside them",
         ));
     }
     let mut index = DirIndex::default();
     let mut splits = BTreeMap::new();
-    for file in files {
-        let name = file_name(&file);
-        let split_raw = name[..name.len() - "_text.xlsx".len()].to_string();
-        let table = read_xlsx(&file)?;
-        let folder = find_ci(&root, &format!("{split_raw}_Folder"))
-            .unwrap_or_else(|| root.join(format!("{split_raw}_Folder")));
-        let img_dir = find_ci(&folder, "img").unwrap_or_else(|| folder.join("img"));
-        let mask_dir = find_ci(&folder, "labelcol").unwrap_or_else(|| folder.join("labelcol"));
-        let dirs = (img_dir.as_path(), mask_dir.as_path());
+    for sp in sheets {
+        let table = read_xlsx(&sp.sheet)?;
+        let img_dir = find_ci(&sp.folder, "img").unwrap_or_else(|| sp.folder.join("img"));
+        let mask_dir =
+            find_ci(&sp.folder, "labelcol").unwrap_or_else(|| sp.folder.join("labelcol"));
         push_rows(
             &mut splits,
-            &split_raw,
-            &table,
+            &sp.name,
+            (&table, &table.rows),
             &["Image", "image", "Image_name", "Filename"],
             &mut index,
-            dirs,
+            (&img_dir, &mask_dir),
         )?;
     }
     Ok((root, splits))
@@ -700,6 +829,47 @@ fn read_lvit(path: &Path) -> Result<(PathBuf, BTreeMap<String, Vec<Sample>>)> {
 
 // ---------------------------------------------------------------------------------------------------
 // GuideDecoder / LanGuideMedSeg
+
+/// The folder holding `Images/` and `GTs/` for a split of a GuideDecoder dataset: the split's own folder
+/// (`Train/`, as LanGuideMedSeg's `training.yaml` has it, or `Train Set/`; a `val` split without its own
+/// folder is drawn from the training images, as LanGuideMedSeg's is), else `root` when it holds
+/// `Images/` or `GTs/` itself, else the split's folder as published (reported missing by the checks).
+fn guidedecoder_base(root: &Path, split: &str) -> PathBuf {
+    let names: Vec<String> = match split {
+        "train" => vec!["Train".into(), "Train Set".into(), "Training".into()],
+        "test" => vec!["Test".into(), "Test Set".into(), "Testing".into()],
+        "val" => [
+            "Val",
+            "Valid",
+            "Validation",
+            "Val Set",
+            "Valid Set",
+            "Train",
+            "Train Set",
+            "Training",
+        ]
+        .map(String::from)
+        .to_vec(),
+        other => vec![other.to_string()],
+    };
+    let has_pair = |d: &Path| find_ci(d, "Images").is_some() || find_ci(d, "GTs").is_some();
+    names
+        .iter()
+        .filter_map(|n| find_ci(root, n))
+        .find(|d| d.is_dir() && has_pair(d))
+        .or_else(|| has_pair(root).then(|| root.to_path_buf()))
+        .unwrap_or_else(|| match split {
+            "train" | "val" => root.join("Train"),
+            "test" => root.join("Test"),
+            _ => root.to_path_buf(),
+        })
+}
+
+/// The row where LanGuideMedSeg's `utils/dataset.py` cuts train.csv: `int(0.8 * len)` (the same
+/// double-precision product and truncation as Python's).
+pub fn guidedecoder_train_rows(n: usize) -> usize {
+    (0.8 * n as f64) as usize
+}
 
 fn read_guidedecoder(path: &Path) -> Result<(PathBuf, BTreeMap<String, Vec<Sample>>)> {
     let root = path.to_path_buf();
@@ -720,34 +890,37 @@ fn read_guidedecoder(path: &Path) -> Result<(PathBuf, BTreeMap<String, Vec<Sampl
             "GuideDecoder layout: no CSV file in prompt/",
         ));
     }
+    let tables = csvs
+        .iter()
+        .map(|f| Ok((stem(&file_name(f)).to_string(), read_csv(f)?)))
+        .collect::<Result<Vec<(String, Table)>>>()?;
+    let has_val = tables.iter().any(|(s, _)| canonical_split(s) == "val");
     let mut index = DirIndex::default();
     let mut splits = BTreeMap::new();
-    for file in csvs {
-        let split_raw = stem(&file_name(&file)).to_string();
-        let split = canonical_split(&split_raw);
-        // Images/ and GTs/ at the root, or per split in "Train Set"/"Test Set" (as the original repository).
-        let set_dir = if split == "test" {
-            "Test Set"
+    for (split_raw, table) in &tables {
+        let split = canonical_split(split_raw);
+        // Without a validation CSV, LanGuideMedSeg validates on the last 20 % of train.csv.
+        let parts: Vec<(&str, &[Row])> = if split == "train" && !has_val {
+            let (train, val) = table
+                .rows
+                .split_at(guidedecoder_train_rows(table.rows.len()));
+            vec![("train", train), ("val", val)]
         } else {
-            "Train Set"
+            vec![(split_raw.as_str(), &table.rows[..])]
         };
-        let base = if find_ci(&root, "Images").is_some() {
-            root.clone()
-        } else {
-            find_ci(&root, set_dir).unwrap_or_else(|| root.clone())
-        };
-        let img_dir = find_ci(&base, "Images").unwrap_or_else(|| base.join("Images"));
-        let mask_dir = find_ci(&base, "GTs").unwrap_or_else(|| base.join("GTs"));
-        let table = read_csv(&file)?;
-        let dirs = (img_dir.as_path(), mask_dir.as_path());
-        push_rows(
-            &mut splits,
-            &split_raw,
-            &table,
-            &["Image", "image"],
-            &mut index,
-            dirs,
-        )?;
+        for (name, rows) in parts {
+            let base = guidedecoder_base(&root, &canonical_split(name));
+            let img_dir = find_ci(&base, "Images").unwrap_or_else(|| base.join("Images"));
+            let mask_dir = find_ci(&base, "GTs").unwrap_or_else(|| base.join("GTs"));
+            push_rows(
+                &mut splits,
+                name,
+                (table, rows),
+                &["Image", "image"],
+                &mut index,
+                (&img_dir, &mask_dir),
+            )?;
+        }
     }
     Ok((root, splits))
 }

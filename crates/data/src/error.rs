@@ -4,66 +4,72 @@
 use std::path::PathBuf;
 
 /// Errors of the data crate.
-#[derive(Debug, thiserror::Error)]
+///
+/// Displayed as `FILE: DETAIL`, naming the file once ([`DataError::detail`] is the part after the
+/// file). An I/O error's OS message is part of that text and the error has no [`std::error::Error`]
+/// source, so that a report printing the whole chain (anyhow's `{:#}`) does not repeat it; the
+/// [`std::io::Error`] itself is [`DataError::io_error`].
+#[derive(Debug)]
 pub enum DataError {
     /// An I/O error (missing file, permission, truncated read).
-    #[error("{path}: {source}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file that could not be decoded as an image (PNG, JPEG, DICOM, NIfTI).
-    #[error("{path}: cannot decode image: {message}")]
     Image { path: PathBuf, message: String },
     /// A malformed table or annotation file (CSV, xlsx, JSON); `location` is e.g. "row 12, column `text`".
-    #[error("{path}: {location}: {message}")]
     Table {
         path: PathBuf,
         location: String,
         message: String,
     },
     /// A required column is missing from a table.
-    #[error("{path}: missing column `{column}` (columns found: {found:?})")]
     MissingColumn {
         path: PathBuf,
         column: String,
         found: Vec<String>,
     },
     /// The dataset layout could not be recognised, or a forced format does not match.
-    #[error("{path}: {message}")]
     Layout { path: PathBuf, message: String },
     /// A split name that the dataset does not have.
-    #[error("{path}: no split `{split}` (splits: {available:?})")]
     NoSplit {
         path: PathBuf,
         split: String,
         available: Vec<String>,
     },
-    /// An image and its mask have different sizes.
-    #[error("{mask}: mask is {mask_size:?} (width, height), image {image} is {image_size:?}")]
+    /// An image and its mask have different sizes (the error is about the mask).
     SizeMismatch {
         image: PathBuf,
         mask: PathBuf,
         image_size: (usize, usize),
         mask_size: (usize, usize),
     },
-    /// A sample that has no mask where one is required (training).
-    #[error("{image}: sample `{id}` has no mask")]
+    /// A sample that has no mask where one is required (training; the error is about the image).
     NoMask { id: String, image: PathBuf },
     /// An invalid option value (e.g. an unknown format name).
-    #[error("invalid {what}: {message}")]
     Invalid { what: String, message: String },
 }
+
+impl std::fmt::Display for DataError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.path() {
+            Some(p) => write!(f, "{}: {}", p.display(), self.detail()),
+            None => f.write_str(&self.detail()),
+        }
+    }
+}
+
+impl std::error::Error for DataError {}
 
 /// Result with [`DataError`].
 pub type Result<T> = std::result::Result<T, DataError>;
 
 impl DataError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 
@@ -113,5 +119,64 @@ impl DataError {
             DataError::NoMask { image, .. } => Some(image),
             DataError::Invalid { .. } => None,
         }
+    }
+
+    /// The message without the file name: what follows `FILE: ` in the displayed error. Reports that
+    /// show the file in a column of its own (`data check`) use this, not the whole error.
+    pub fn detail(&self) -> String {
+        match self {
+            DataError::Io { error, .. } => error.to_string(),
+            DataError::Image { message, .. } => format!("cannot decode image: {message}"),
+            DataError::Table {
+                location, message, ..
+            } => format!("{location}: {message}"),
+            DataError::MissingColumn { column, found, .. } => {
+                format!("missing column `{column}` (columns found: {found:?})")
+            }
+            DataError::Layout { message, .. } => message.clone(),
+            DataError::NoSplit {
+                split, available, ..
+            } => format!("no split `{split}` (splits: {available:?})"),
+            DataError::SizeMismatch {
+                image,
+                image_size,
+                mask_size,
+                ..
+            } => format!(
+                "mask is {mask_size:?} (width, height), image {} is {image_size:?}",
+                image.display()
+            ),
+            DataError::NoMask { id, .. } => format!("sample `{id}` has no mask"),
+            DataError::Invalid { what, message } => format!("invalid {what}: {message}"),
+        }
+    }
+
+    /// The underlying I/O error of [`DataError::Io`] (e.g. to test for `NotFound`).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            DataError::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_named_once_and_no_repeated_source() {
+        let p = PathBuf::from("dir/nope.png");
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = DataError::io(&p, io);
+        assert_eq!(e.to_string(), "dir/nope.png: gone");
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(e.io_error().unwrap().kind(), std::io::ErrorKind::NotFound);
+        let t = DataError::table(&p, "row 3", "bad");
+        assert_eq!(t.to_string(), format!("dir/nope.png: {}", t.detail()));
+        assert_eq!(
+            DataError::invalid("format", "`x`").to_string(),
+            "invalid format: `x`"
+        );
     }
 }

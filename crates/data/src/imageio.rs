@@ -284,36 +284,79 @@ pub fn read_image(path: &Path, slice: Option<SliceRef>, opts: &DecodeOptions) ->
                 data,
             })
         }
-        Source::Dicom(bytes) => {
-            let d = dicom::parse_dicom(path, &bytes)?;
-            let frame = d.frame(path, slice.map(|s| s.index).unwrap_or(0))?;
-            let mut data: Vec<f32> = frame.iter().map(|&v| d.rescale(v)).collect();
-            if d.samples_per_pixel == 3 {
-                let max = data.iter().copied().fold(0.0f32, f32::max);
-                let scale = if max <= 255.0 { 255.0 } else { max };
-                data.iter_mut()
-                    .for_each(|x| *x = (*x / scale).clamp(0.0, 1.0));
-            } else if d.modality.eq_ignore_ascii_case("CT") {
-                window_or_min_max(&mut data, opts.window);
-            } else {
-                let w = d.window.map(|(c, w)| Window {
-                    center: c as f32,
-                    width: w as f32,
-                });
-                window_or_min_max(&mut data, w);
-            }
-            if d.photometric.eq_ignore_ascii_case("MONOCHROME1") {
-                data.iter_mut().for_each(|x| *x = 1.0 - *x);
-            }
-            Ok(Plane {
-                channels: d.samples_per_pixel,
-                width: d.cols,
-                height: d.rows,
-                data,
-            })
-        }
+        Source::Dicom(bytes) => decode_dicom(path, &bytes, slice, opts),
         Source::Picture(bytes) => Ok(picture_to_plane(decode_picture(path, &bytes)?)),
     }
+}
+
+/// Decodes an image held in memory (an upload): PNG, JPEG or DICOM (recognised by its content),
+/// refusing pictures of more than `max_pixels` pixels before their pixels are decoded (a small file
+/// can declare a huge picture). `name` is what error messages call it.
+pub fn decode_image_bytes(
+    name: &Path,
+    bytes: &[u8],
+    opts: &DecodeOptions,
+    max_pixels: u64,
+) -> Result<Plane> {
+    let too_big = |w: u64, h: u64| {
+        DataError::image(
+            name,
+            format!("{w}x{h} pixels is more than the limit of {max_pixels}"),
+        )
+    };
+    if dicom::has_dicom_magic(bytes) {
+        let d = dicom::parse_dicom(name, bytes)?;
+        if (d.rows as u64) * (d.cols as u64) > max_pixels {
+            return Err(too_big(d.cols as u64, d.rows as u64));
+        }
+        return decode_dicom(name, bytes, None, opts);
+    }
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DataError::image(name, e.to_string()))?;
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| DataError::image(name, format!("not a PNG, JPEG or DICOM image ({e})")))?;
+    if u64::from(w) * u64::from(h) > max_pixels {
+        return Err(too_big(u64::from(w), u64::from(h)));
+    }
+    Ok(picture_to_plane(decode_picture(name, bytes)?))
+}
+
+/// A DICOM image's frame (`slice`'s index, else the first) in [0, 1]: rescaled, CT through `opts`'
+/// window, other modalities through the file's own window, MONOCHROME1 inverted.
+fn decode_dicom(
+    path: &Path,
+    bytes: &[u8],
+    slice: Option<SliceRef>,
+    opts: &DecodeOptions,
+) -> Result<Plane> {
+    let d = dicom::parse_dicom(path, bytes)?;
+    let frame = d.frame(path, slice.map(|s| s.index).unwrap_or(0))?;
+    let mut data: Vec<f32> = frame.iter().map(|&v| d.rescale(v)).collect();
+    if d.samples_per_pixel == 3 {
+        let max = data.iter().copied().fold(0.0f32, f32::max);
+        let scale = if max <= 255.0 { 255.0 } else { max };
+        data.iter_mut()
+            .for_each(|x| *x = (*x / scale).clamp(0.0, 1.0));
+    } else if d.modality.eq_ignore_ascii_case("CT") {
+        window_or_min_max(&mut data, opts.window);
+    } else {
+        let w = d.window.map(|(c, w)| Window {
+            center: c as f32,
+            width: w as f32,
+        });
+        window_or_min_max(&mut data, w);
+    }
+    if d.photometric.eq_ignore_ascii_case("MONOCHROME1") {
+        data.iter_mut().for_each(|x| *x = 1.0 - *x);
+    }
+    Ok(Plane {
+        channels: d.samples_per_pixel,
+        width: d.cols,
+        height: d.rows,
+        data,
+    })
 }
 
 fn picture_to_plane(img: DynamicImage) -> Plane {

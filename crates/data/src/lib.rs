@@ -35,7 +35,7 @@ pub use error::{DataError, Result};
 pub use imageio::{DecodeOptions, Plane, SliceRef, Window};
 pub use loader::{
     BadSample, BadSamplePolicy, Batch, LoadedSample, Loader, LoaderConfig, SampleOptions,
-    load_sample, load_sample_augmented, loader,
+    load_sample, load_sample_augmented, loader, model_input,
 };
 pub use phantom::{PhantomConfig, generate as generate_phantom};
 pub use transform::{AugmentConfig, AugmentParams, Interpolation};

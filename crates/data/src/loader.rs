@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::caption::swap_left_right;
 use crate::dataset::Sample;
 use crate::error::{DataError, Result};
-use crate::imageio::{DecodeOptions, Window, read_image, read_mask};
+use crate::imageio::{DecodeOptions, Plane, Window, read_image, read_mask};
 use crate::rng::{Rng, mix64, sample_seed};
 use crate::transform::{
     AugmentConfig, AugmentParams, Interpolation, augment_mask, augment_plane, resize_mask,
@@ -98,6 +98,12 @@ pub struct LoadedSample {
     pub original_size: (usize, usize),
     /// Whether the sample was flipped horizontally.
     pub flipped: bool,
+}
+
+/// The model's input for a decoded picture: resized to `size`×`size` and CLIP-normalised, `[3·S·S]`; the
+/// same two steps [`load_sample`] takes (inference on uploads and files goes through here).
+pub fn model_input(plane: &Plane, size: usize, interpolation: Interpolation) -> Vec<f32> {
+    to_clip(&resize_plane(plane, size, size, interpolation))
 }
 
 /// Loads one sample without augmentation, resized to `size`×`size` (evaluation, inference).

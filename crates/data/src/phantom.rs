@@ -115,10 +115,7 @@ pub fn render(index: u64, cfg: &PhantomConfig) -> PhantomSample {
 /// a model that reads the caption must segment when told about the other lesions.
 pub fn render_counterfactual(index: u64, cfg: &PhantomConfig) -> PhantomSample {
     let own = render(index, cfg);
-    let mut other = [false; 6];
-    for z in 0..6 {
-        other[z] = own.zones_present[z] && !own.zones_named[z];
-    }
+    let other: [bool; 6] = std::array::from_fn(|z| own.zones_present[z] && !own.zones_named[z]);
     if !other.iter().any(|&z| z) {
         return own;
     }

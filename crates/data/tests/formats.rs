@@ -176,7 +176,12 @@ fn guidedecoder_csv_layout() {
     );
     let ds = Dataset::open(r, None).unwrap();
     assert_eq!(ds.format, Format::GuideDecoder);
-    assert_eq!(ds.split("train").unwrap().len(), 2);
+    // No val CSV: train.csv split by row order, int(0.8 * 2) = 1 row train, the rest val.
+    assert_eq!(ds.split("train").unwrap()[0].id, "covid_1");
+    assert_eq!(ds.split("train").unwrap().len(), 1);
+    let v = &ds.split("val").unwrap()[0];
+    assert_eq!(v.id, "covid_2");
+    assert!(v.image_path.ends_with("Images/covid_2.png") && v.image_path.is_file());
     let t = &ds.split("test").unwrap()[0];
     assert!(t.image_path.ends_with("Images/covid_3.png"));
     assert!(

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 /// What can go wrong while configuring, building, loading or training a [`crate::TgcNet`].
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Shown in the message, and deliberately not the error's `source()`: a report printing the
+        /// whole chain would repeat the OS message.
+        error: std::io::Error,
     },
     /// A config file that is not valid TOML or does not fit [`crate::TgcNetConfig`].
     #[error("{path}: invalid TgcNet config: {message}")]
@@ -50,7 +51,7 @@ impl ModelError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ModelError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -133,11 +133,11 @@ impl KnowledgeEntry {
 /// and, where it is about one entry, the entry (`#index` and term).
 #[derive(Debug, thiserror::Error)]
 pub enum KnowledgeError {
-    #[error("{origin}: cannot read the knowledge file: {source}")]
+    #[error("{origin}: cannot read the knowledge file: {error}")]
     Io {
         origin: String,
-        #[source]
-        source: std::io::Error,
+        /// In the message, not the `source()`, so that a report of the chain names it once.
+        error: std::io::Error,
     },
     #[error("{origin}: not valid TOML: {message}")]
     Parse { origin: String, message: String },
@@ -237,9 +237,9 @@ impl KnowledgeBase {
     /// Read and validate a knowledge file.
     pub fn from_toml_file(p: &Path) -> Result<Self, KnowledgeError> {
         let origin = p.display().to_string();
-        let s = std::fs::read_to_string(p).map_err(|source| KnowledgeError::Io {
+        let s = std::fs::read_to_string(p).map_err(|error| KnowledgeError::Io {
             origin: origin.clone(),
-            source,
+            error,
         })?;
         Self::from_toml_str(&s, &origin)
     }

@@ -8,11 +8,12 @@ pub enum TrainError {
     Data(#[from] tgcnet_data::DataError),
     #[error(transparent)]
     Clip(#[from] tgcnet_clip::ClipError),
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Shown in the message, and deliberately not the error's `source()`: a report printing the
+        /// whole chain would repeat the OS message.
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
@@ -39,7 +40,7 @@ impl TrainError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         TrainError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -12,7 +12,6 @@ pub mod error;
 pub mod evaluate;
 pub mod optim;
 pub mod plot;
-pub mod segment;
 pub mod trainer;
 
 pub use config::{RunConfig, TrainConfig};
