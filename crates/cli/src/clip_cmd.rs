@@ -24,11 +24,12 @@ pub struct EmbedArgs {
     /// Model config (HF or OpenCLIP JSON) when it is not beside the weights.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Image files (PNG/JPEG, gray or RGB).
-    #[arg(long, num_args = 0..)]
+    /// An image file (PNG/JPEG, gray or RGB); repeat the flag for more.
+    #[arg(long, action = clap::ArgAction::Append)]
     pub image: Vec<PathBuf>,
-    /// Texts (an empty string is valid).
-    #[arg(long, num_args = 0.., allow_hyphen_values = true)]
+    /// A text (an empty string is valid); repeat the flag for more. A text that starts with a hyphen is
+    /// given as `--text=-x`.
+    #[arg(long, action = clap::ArgAction::Append)]
     pub text: Vec<String>,
 }
 

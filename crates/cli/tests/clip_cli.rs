@@ -53,13 +53,12 @@ fn run_embed(clip: &Path, prefix: &str) {
         .map(|n| fixtures().join("images").join(n))
         .collect();
     let mut cmd = bin();
-    cmd.arg("embed")
-        .arg("--clip")
-        .arg(clip)
-        .arg("--image")
-        .args(&images)
-        .arg("--text");
-    cmd.args(texts());
+    cmd.arg("embed").arg("--clip").arg(clip);
+    for image in &images {
+        cmd.arg("--image").arg(image);
+    }
+    // One flag per text, in the `--text=…` form that also takes texts starting with a hyphen.
+    cmd.args(texts().iter().map(|t| format!("--text={t}")));
     let out = cmd.output().expect("run");
     assert!(
         out.status.success(),
@@ -67,6 +66,10 @@ fn run_embed(clip: &Path, prefix: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    // Each repeated flag adds exactly one input (`--text a --text b` once gave three texts).
+    let rows = |k: &str| json[k].as_array().map_or(0, Vec::len);
+    assert_eq!(rows("text_embeds"), texts().len());
+    assert_eq!(rows("image_embeds"), images.len());
     let e = max_err(
         &json["image_embeds"],
         &exp.tensors[&format!("{prefix}.image_embeds")].data,

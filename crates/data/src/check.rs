@@ -35,22 +35,97 @@ pub enum Severity {
     Info,
 }
 
+/// The kind of a problem, serialised as its stable code (`missing_folder`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueKind {
+    NoSamples,
+    MissingFolder,
+    MissingFile,
+    Unreadable,
+    SizeMismatch,
+    NonBinaryMask,
+    EmptyMask,
+    EmptyCaption,
+    DuplicateEntry,
+    ConflictingCaptions,
+    ImageInTwoSplits,
+    CaseOnlyDifference,
+    PatientOverlap,
+    LateralityContradiction,
+    LateralityConvention,
+    AnnotationMismatch,
+    UnreferencedFiles,
+}
+
+impl IssueKind {
+    /// The stable code, as in the JSON report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueKind::NoSamples => "no_samples",
+            IssueKind::MissingFolder => "missing_folder",
+            IssueKind::MissingFile => "missing_file",
+            IssueKind::Unreadable => "unreadable",
+            IssueKind::SizeMismatch => "size_mismatch",
+            IssueKind::NonBinaryMask => "non_binary_mask",
+            IssueKind::EmptyMask => "empty_mask",
+            IssueKind::EmptyCaption => "empty_caption",
+            IssueKind::DuplicateEntry => "duplicate_entry",
+            IssueKind::ConflictingCaptions => "conflicting_captions",
+            IssueKind::ImageInTwoSplits => "image_in_two_splits",
+            IssueKind::CaseOnlyDifference => "case_only_difference",
+            IssueKind::PatientOverlap => "patient_overlap",
+            IssueKind::LateralityContradiction => "laterality_contradiction",
+            IssueKind::LateralityConvention => "laterality_convention",
+            IssueKind::AnnotationMismatch => "annotation_mismatch",
+            IssueKind::UnreferencedFiles => "unreferenced_files",
+        }
+    }
+}
+
+impl std::fmt::Display for IssueKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for IssueKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One problem found.
 #[derive(Clone, Debug, Serialize)]
 pub struct Issue {
     pub severity: Severity,
-    /// A stable code: `missing_folder`, `missing_file`, `unreadable`, `size_mismatch`, `non_binary_mask`,
-    /// `empty_mask`, `empty_caption`, `duplicate_entry`, `conflicting_captions`, `image_in_two_splits`,
-    /// `case_only_difference`, `patient_overlap`, `laterality_contradiction`, `laterality_convention`,
-    /// `annotation_mismatch`,
-    /// `unreferenced_files`, `no_samples`.
-    pub kind: String,
+    pub kind: IssueKind,
     pub split: Option<String>,
     pub file: Option<PathBuf>,
     /// Row or key in the annotation file, e.g. "Train_text.xlsx: row 12".
     pub location: Option<String>,
     /// What is wrong, without the file name (that is `file`).
     pub message: String,
+}
+
+impl Issue {
+    fn new(
+        severity: Severity,
+        kind: IssueKind,
+        split: Option<&str>,
+        sample: Option<&Sample>,
+        file: Option<&Path>,
+        message: String,
+    ) -> Self {
+        Issue {
+            severity,
+            kind,
+            split: split.map(str::to_string),
+            file: file.map(Path::to_path_buf),
+            location: sample.map(|s| s.source.to_string()),
+            message,
+        }
+    }
 }
 
 /// Options of [`check`].
@@ -382,47 +457,45 @@ fn fmt_hist(h: &BTreeMap<i64, usize>, max: usize) -> String {
     parts.join(", ")
 }
 
-/// Checks an opened dataset.
+/// Collects the issues of one dataset as its splits are walked.
+struct Checker<'a> {
+    opts: &'a CheckOptions,
+    issues: Vec<Issue>,
+    listing: Listing,
+    referenced_dirs: BTreeSet<PathBuf>,
+    referenced: BTreeSet<PathBuf>,
+    image_split: HashMap<PathBuf, String>,
+    non_binary_values: BTreeMap<i64, usize>,
+}
+
+/// Checks an opened dataset: one pass per check over each split, then the checks across splits.
 pub fn check_dataset(ds: &Dataset, opts: &CheckOptions) -> Result<CheckReport> {
-    let mut issues: Vec<Issue> = Vec::new();
-    let mut listing = Listing {
-        dirs: HashMap::new(),
-    };
-    let issue = |severity,
-                 kind: &str,
-                 split: &str,
-                 s: Option<&Sample>,
-                 file: Option<&Path>,
-                 message: String| Issue {
-        severity,
-        kind: kind.to_string(),
-        split: Some(split.to_string()),
-        file: file.map(Path::to_path_buf),
-        location: s.map(|s| s.source.to_string()),
-        message,
+    let mut c = Checker {
+        opts,
+        issues: Vec::new(),
+        listing: Listing {
+            dirs: HashMap::new(),
+        },
+        referenced_dirs: BTreeSet::new(),
+        referenced: BTreeSet::new(),
+        image_split: HashMap::new(),
+        non_binary_values: BTreeMap::new(),
     };
     if ds.is_empty() {
-        issues.push(Issue {
-            severity: Severity::Error,
-            kind: "no_samples".into(),
-            split: None,
-            file: Some(ds.root.clone()),
-            location: None,
-            message: "the dataset has no samples".into(),
-        });
+        c.issues.push(Issue::new(
+            Severity::Error,
+            IssueKind::NoSamples,
+            None,
+            None,
+            Some(&ds.root),
+            "the dataset has no samples".into(),
+        ));
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.workers)
         .build()
         .map_err(|e| DataError::invalid("check", format!("cannot start threads: {e}")))?;
-
     let mut summaries = Vec::new();
-    let mut all_samples: Vec<Sample> = Vec::new();
-    let mut non_binary_values: BTreeMap<i64, usize> = BTreeMap::new();
-    let mut image_split: HashMap<PathBuf, String> = HashMap::new();
-    let mut referenced_dirs: BTreeSet<PathBuf> = BTreeSet::new();
-    let mut referenced: BTreeSet<PathBuf> = BTreeSet::new();
-
     let mut ordered: Vec<(&String, &Vec<Sample>)> = ds.splits.iter().collect();
     ordered.sort_by_key(|(name, _)| split_rank(name));
     for (split, samples) in ordered {
@@ -433,104 +506,175 @@ pub fn check_dataset(ds: &Dataset, opts: &CheckOptions) -> Result<CheckReport> {
             vocabulary: Vocabulary::of(samples),
             ..Default::default()
         };
-        // Existence, with missing folders reported once.
+        let present = c.check_files(split, samples);
+        sum.images_found = present.iter().filter(|p| p.0).count();
+        sum.masks_found = present.iter().filter(|p| p.1).count();
+        if opts.decode {
+            let decoded = pool.install(|| decode_all(samples, &present, opts));
+            c.check_decoded(split, samples, &decoded, &mut sum);
+        }
+        c.check_captions(split, samples);
+        summaries.push(sum);
+    }
+    c.check_folders();
+    let patients = c.check_patients(ds);
+    let mut sides = SideEvidence::default();
+    summaries.iter().for_each(|s| sides.merge(&s.sides));
+    let laterality = c.check_sides(&sides);
+    let all: Vec<Sample> = ds.splits.values().flatten().cloned().collect();
+    let count = |sev| c.issues.iter().filter(|i| i.severity == sev).count();
+    Ok(CheckReport {
+        path: ds.root.clone(),
+        format: ds.format,
+        splits: summaries,
+        vocabulary: Vocabulary::of(&all),
+        patients_with_id: patients.0,
+        patients: patients.1,
+        patients_in_several_splits: patients.2,
+        errors: count(Severity::Error),
+        warnings: count(Severity::Warning),
+        non_binary_mask_values: c.non_binary_values,
+        sides,
+        laterality,
+        issues: c.issues,
+        examples: opts.examples,
+    })
+}
+
+/// Decodes every image and mask that exists (in parallel on the current pool).
+fn decode_all(samples: &[Sample], present: &[(bool, bool)], opts: &CheckOptions) -> Vec<Decoded> {
+    samples
+        .par_iter()
+        .zip(present.par_iter())
+        .map(|(s, &(img_ok, mask_ok))| Decoded {
+            image: img_ok.then(|| {
+                read_image(&s.image_path, s.slice, &opts.decode_options)
+                    .map(|p| (p.width, p.height))
+            }),
+            mask: match (&s.mask_path, mask_ok) {
+                (Some(m), true) => Some(read_mask(m, s.slice).map(|r| MaskInfo::of(&r, s.label))),
+                _ => None,
+            },
+        })
+        .collect()
+}
+
+impl MaskInfo {
+    fn of(r: &crate::imageio::RawMask, label: Option<u32>) -> Self {
+        let bin = r.binarize(label);
+        let fg = bin.iter().map(|&v| v as usize).sum::<usize>();
+        let w = r.width.max(1);
+        let sum_x: f64 = bin
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v > 0)
+            .map(|(i, _)| (i % w) as f64 + 0.5)
+            .sum();
+        MaskInfo {
+            size: (r.width, r.height),
+            binary: r.is_binary(label),
+            histogram: r.histogram(),
+            foreground: fg as f64 / bin.len().max(1) as f64,
+            centroid_x: (fg > 0).then(|| sum_x / fg as f64 / w as f64),
+        }
+    }
+}
+
+impl Checker<'_> {
+    fn push(
+        &mut self,
+        severity: Severity,
+        kind: IssueKind,
+        split: &str,
+        s: &Sample,
+        file: Option<&Path>,
+        message: String,
+    ) {
+        self.issues.push(Issue::new(
+            severity,
+            kind,
+            Some(split),
+            Some(s),
+            file,
+            message,
+        ));
+    }
+
+    /// Whether each sample's image and mask exist; missing folders are reported once each.
+    fn check_files(&mut self, split: &str, samples: &[Sample]) -> Vec<(bool, bool)> {
         let mut missing_dirs: BTreeMap<PathBuf, usize> = BTreeMap::new();
-        let mut present: Vec<(bool, bool)> = Vec::with_capacity(samples.len());
+        let mut present = Vec::with_capacity(samples.len());
         for s in samples {
-            let mut check_file = |p: &Path, what: &str, issues: &mut Vec<Issue>| -> bool {
-                if let Some(d) = p.parent() {
-                    referenced_dirs.insert(d.to_path_buf());
-                }
-                referenced.insert(p.to_path_buf());
-                match listing.exists(p) {
-                    Some(true) => true,
-                    Some(false) => {
-                        let msg = match listing.case_variant(p) {
-                            Some(v) => format!(
-                                "{what} missing (a file differing only in case exists: {v})"
-                            ),
-                            None => format!("{what} missing"),
-                        };
-                        issues.push(issue(
-                            Severity::Error,
-                            "missing_file",
-                            split,
-                            Some(s),
-                            Some(p),
-                            msg,
-                        ));
-                        false
-                    }
-                    None => {
-                        *missing_dirs
-                            .entry(p.parent().unwrap_or(Path::new("")).to_path_buf())
-                            .or_insert(0) += 1;
-                        false
-                    }
-                }
-            };
-            let img = check_file(&s.image_path, "image", &mut issues);
+            let img = self.check_file(split, s, &s.image_path, "image", &mut missing_dirs);
             let mask = match &s.mask_path {
-                Some(m) => check_file(m, "mask", &mut issues),
+                Some(m) => self.check_file(split, s, m, "mask", &mut missing_dirs),
                 None => false,
             };
             present.push((img, mask));
         }
-        for (dir, n) in &missing_dirs {
-            issues.push(Issue {
-                severity: Severity::Error,
-                kind: "missing_folder".into(),
-                split: Some(split.clone()),
-                file: Some(dir.clone()),
-                location: None,
-                message: format!(
-                    "folder does not exist ({n} files of split `{split}` are expected in it)"
-                ),
-            });
+        for (dir, n) in missing_dirs {
+            self.issues.push(Issue::new(
+                Severity::Error,
+                IssueKind::MissingFolder,
+                Some(split),
+                None,
+                Some(&dir),
+                format!("folder does not exist ({n} files of split `{split}` are expected in it)"),
+            ));
         }
-        sum.images_found = present.iter().filter(|p| p.0).count();
-        sum.masks_found = present.iter().filter(|p| p.1).count();
+        present
+    }
 
-        // Decoding, in parallel.
-        let decoded: Vec<Decoded> = if opts.decode {
-            pool.install(|| {
-                samples
-                    .par_iter()
-                    .zip(present.par_iter())
-                    .map(|(s, &(img_ok, mask_ok))| Decoded {
-                        image: img_ok.then(|| {
-                            read_image(&s.image_path, s.slice, &opts.decode_options)
-                                .map(|p| (p.width, p.height))
-                        }),
-                        mask: match (&s.mask_path, mask_ok) {
-                            (Some(m), true) => Some(read_mask(m, s.slice).map(|r| {
-                                let bin = r.binarize(s.label);
-                                let fg = bin.iter().map(|&v| v as usize).sum::<usize>();
-                                let w = r.width.max(1);
-                                let sum_x: f64 = bin
-                                    .iter()
-                                    .enumerate()
-                                    .filter(|(_, v)| **v > 0)
-                                    .map(|(i, _)| (i % w) as f64 + 0.5)
-                                    .sum();
-                                MaskInfo {
-                                    size: (r.width, r.height),
-                                    binary: r.is_binary(s.label),
-                                    histogram: r.histogram(),
-                                    foreground: fg as f64 / bin.len().max(1) as f64,
-                                    centroid_x: (fg > 0).then(|| sum_x / fg as f64 / w as f64),
-                                }
-                            })),
-                            _ => None,
-                        },
-                    })
-                    .collect()
-            })
-        } else {
-            Vec::new()
-        };
+    fn check_file(
+        &mut self,
+        split: &str,
+        s: &Sample,
+        p: &Path,
+        what: &str,
+        missing_dirs: &mut BTreeMap<PathBuf, usize>,
+    ) -> bool {
+        if let Some(d) = p.parent() {
+            self.referenced_dirs.insert(d.to_path_buf());
+        }
+        self.referenced.insert(p.to_path_buf());
+        match self.listing.exists(p) {
+            Some(true) => true,
+            Some(false) => {
+                let msg = match self.listing.case_variant(p) {
+                    Some(v) => {
+                        format!("{what} missing (a file differing only in case exists: {v})")
+                    }
+                    None => format!("{what} missing"),
+                };
+                self.push(
+                    Severity::Error,
+                    IssueKind::MissingFile,
+                    split,
+                    s,
+                    Some(p),
+                    msg,
+                );
+                false
+            }
+            None => {
+                *missing_dirs
+                    .entry(p.parent().unwrap_or(Path::new("")).to_path_buf())
+                    .or_insert(0) += 1;
+                false
+            }
+        }
+    }
+
+    /// Unreadable files, sizes, mask contents and the side evidence of the decoded samples.
+    fn check_decoded(
+        &mut self,
+        split: &str,
+        samples: &[Sample],
+        decoded: &[Decoded],
+        sum: &mut SplitSummary,
+    ) {
         let mut fgs = Vec::new();
-        for (s, d) in samples.iter().zip(&decoded) {
+        for (s, d) in samples.iter().zip(decoded) {
             let mut size = None;
             match &d.image {
                 Some(Ok(sz)) => {
@@ -540,72 +684,36 @@ pub fn check_dataset(ds: &Dataset, opts: &CheckOptions) -> Result<CheckReport> {
                         .entry(format!("{}x{}", sz.0, sz.1))
                         .or_insert(0) += 1;
                 }
-                Some(Err(e)) => issues.push(issue(
-                    Severity::Error,
-                    "unreadable",
-                    split,
-                    Some(s),
-                    Some(e.path().unwrap_or(&s.image_path)),
-                    e.detail(),
-                )),
+                Some(Err(e)) => {
+                    let file = e.path().unwrap_or(&s.image_path).to_path_buf();
+                    self.push(
+                        Severity::Error,
+                        IssueKind::Unreadable,
+                        split,
+                        s,
+                        Some(&file),
+                        e.detail(),
+                    );
+                }
                 None => {}
             }
             let mpath = s.mask_path.as_deref();
             match &d.mask {
                 Some(Ok(m)) => {
                     fgs.push(m.foreground);
-                    if let Some(cx) = m.centroid_x {
-                        sum.sides.add(&s.meta, cx);
-                    }
-                    if let Some(sz) = size
-                        && sz != m.size
-                    {
-                        issues.push(issue(
-                            Severity::Error,
-                            "size_mismatch",
-                            split,
-                            Some(s),
-                            mpath,
-                            format!(
-                                "mask is {}x{}, image is {}x{}",
-                                m.size.0, m.size.1, sz.0, sz.1
-                            ),
-                        ));
-                    }
-                    if !m.binary {
-                        sum.non_binary_masks += 1;
-                        for (k, c) in &m.histogram {
-                            *non_binary_values.entry(*k).or_insert(0) += c;
-                        }
-                        issues.push(issue(
-                            Severity::Warning,
-                            "non_binary_mask",
-                            split,
-                            Some(s),
-                            mpath,
-                            format!("mask values (value: pixels) {}", fmt_hist(&m.histogram, 6)),
-                        ));
-                    }
-                    if m.foreground == 0.0 {
-                        sum.empty_masks += 1;
-                        issues.push(issue(
-                            Severity::Warning,
-                            "empty_mask",
-                            split,
-                            Some(s),
-                            mpath,
-                            "mask has no foreground".into(),
-                        ));
-                    }
+                    self.check_mask(split, s, m, size, sum);
                 }
-                Some(Err(e)) => issues.push(issue(
-                    Severity::Error,
-                    "unreadable",
-                    split,
-                    Some(s),
-                    e.path().or(mpath),
-                    e.detail(),
-                )),
+                Some(Err(e)) => {
+                    let file = e.path().or(mpath).map(Path::to_path_buf);
+                    self.push(
+                        Severity::Error,
+                        IssueKind::Unreadable,
+                        split,
+                        s,
+                        file.as_deref(),
+                        e.detail(),
+                    );
+                }
                 None => {}
             }
         }
@@ -613,234 +721,283 @@ pub fn check_dataset(ds: &Dataset, opts: &CheckOptions) -> Result<CheckReport> {
             fgs.sort_by(|a, b| a.total_cmp(b));
             sum.foreground_median = Some(fgs[fgs.len() / 2]);
         }
+    }
 
-        // Captions and entries.
+    fn check_mask(
+        &mut self,
+        split: &str,
+        s: &Sample,
+        m: &MaskInfo,
+        size: Option<(usize, usize)>,
+        sum: &mut SplitSummary,
+    ) {
+        let mpath = s.mask_path.as_deref();
+        if let Some(cx) = m.centroid_x {
+            sum.sides.add(&s.meta, cx);
+        }
+        if let Some(sz) = size
+            && sz != m.size
+        {
+            let msg = format!(
+                "mask is {}x{}, image is {}x{}",
+                m.size.0, m.size.1, sz.0, sz.1
+            );
+            self.push(
+                Severity::Error,
+                IssueKind::SizeMismatch,
+                split,
+                s,
+                mpath,
+                msg,
+            );
+        }
+        if !m.binary {
+            sum.non_binary_masks += 1;
+            for (k, c) in &m.histogram {
+                *self.non_binary_values.entry(*k).or_insert(0) += c;
+            }
+            let msg = format!("mask values (value: pixels) {}", fmt_hist(&m.histogram, 6));
+            self.push(
+                Severity::Warning,
+                IssueKind::NonBinaryMask,
+                split,
+                s,
+                mpath,
+                msg,
+            );
+        }
+        if m.foreground == 0.0 {
+            sum.empty_masks += 1;
+            let msg = "mask has no foreground".to_string();
+            self.push(
+                Severity::Warning,
+                IssueKind::EmptyMask,
+                split,
+                s,
+                mpath,
+                msg,
+            );
+        }
+    }
+
+    /// Empty, conflicting and duplicated entries, images in two splits, and what the captions say.
+    fn check_captions(&mut self, split: &str, samples: &[Sample]) {
         let mut seen: HashMap<(PathBuf, Option<crate::imageio::SliceRef>), &Sample> =
             HashMap::new();
         for s in samples {
+            let img = Some(s.image_path.as_path());
             if s.caption.trim().is_empty() {
-                issues.push(issue(
+                self.push(
                     Severity::Error,
-                    "empty_caption",
+                    IssueKind::EmptyCaption,
                     split,
-                    Some(s),
-                    Some(&s.image_path),
+                    s,
+                    img,
                     "empty caption".into(),
-                ));
+                );
             }
-            let key = (s.image_path.clone(), s.slice);
-            if let Some(prev) = seen.get(&key) {
-                if prev.caption != s.caption {
-                    issues.push(issue(
+            match seen.get(&(s.image_path.clone(), s.slice)) {
+                Some(prev) if prev.caption != s.caption => {
+                    let msg = format!(
+                        "listed again with a different caption (first at {}): {:?} vs {:?}",
+                        prev.source.location, prev.caption, s.caption
+                    );
+                    self.push(
                         Severity::Error,
-                        "conflicting_captions",
+                        IssueKind::ConflictingCaptions,
                         split,
-                        Some(s),
-                        Some(&s.image_path),
-                        format!(
-                            "listed again with a different caption (first at {}): {:?} vs {:?}",
-                            prev.source.location, prev.caption, s.caption
-                        ),
-                    ));
-                } else {
-                    issues.push(issue(
-                        Severity::Warning,
-                        "duplicate_entry",
-                        split,
-                        Some(s),
-                        Some(&s.image_path),
-                        format!(
-                            "listed twice with the same caption (first at {})",
-                            prev.source.location
-                        ),
-                    ));
+                        s,
+                        img,
+                        msg,
+                    );
                 }
-            } else {
-                seen.insert(key, s);
+                Some(prev) => {
+                    let msg = format!(
+                        "listed twice with the same caption (first at {})",
+                        prev.source.location
+                    );
+                    self.push(
+                        Severity::Warning,
+                        IssueKind::DuplicateEntry,
+                        split,
+                        s,
+                        img,
+                        msg,
+                    );
+                }
+                None => {
+                    seen.insert((s.image_path.clone(), s.slice), s);
+                }
             }
-            if let Some(other) = image_split.get(&s.image_path)
+            if let Some(other) = self.image_split.get(&s.image_path).cloned()
                 && other != split
             {
-                issues.push(issue(
+                let msg = format!("the same image is also in split `{other}`");
+                self.push(
                     Severity::Error,
-                    "image_in_two_splits",
+                    IssueKind::ImageInTwoSplits,
                     split,
-                    Some(s),
-                    Some(&s.image_path),
-                    format!("the same image is also in split `{other}`"),
-                ));
+                    s,
+                    img,
+                    msg,
+                );
             }
-            image_split
+            self.image_split
                 .entry(s.image_path.clone())
-                .or_insert_with(|| split.clone());
-            let parsed = CaptionMeta::parse(&normalize_caption(&s.caption));
-            if let Some(m) = parsed.laterality_contradiction() {
-                issues.push(issue(
-                    Severity::Warning,
-                    "laterality_contradiction",
-                    split,
-                    Some(s),
-                    None,
-                    format!("{m}: {:?}", s.caption),
-                ));
-            }
-            let mut diffs = Vec::new();
-            if parsed.laterality.is_some() && s.meta.laterality != parsed.laterality {
-                diffs.push(format!(
-                    "laterality {:?} vs caption {:?}",
-                    s.meta.laterality, parsed.laterality
-                ));
-            }
-            if parsed.areas.is_some() && s.meta.areas != parsed.areas {
-                diffs.push(format!(
-                    "infected_area {:?} vs caption {:?}",
-                    s.meta.areas, parsed.areas
-                ));
-            }
-            if parsed.zones.is_some() && s.meta.zones != parsed.zones {
-                diffs.push("zones (pseudo_label) differ from the zones the caption names".into());
-            }
-            if !diffs.is_empty() {
-                issues.push(issue(
-                    Severity::Warning,
-                    "annotation_mismatch",
-                    split,
-                    Some(s),
-                    None,
-                    diffs.join("; "),
-                ));
-            }
+                .or_insert_with(|| split.to_string());
+            self.check_caption_text(split, s);
         }
-        all_samples.extend(samples.iter().cloned());
-        summaries.push(sum);
     }
 
-    // Files that differ only in case, in every folder we referenced; unreferenced files.
-    for dir in &referenced_dirs {
-        let Some(entries) = listing.entries(dir).cloned() else {
-            continue;
-        };
-        let mut by_lower: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for e in &entries {
-            by_lower
-                .entry(e.to_lowercase())
-                .or_default()
-                .push(e.clone());
+    fn check_caption_text(&mut self, split: &str, s: &Sample) {
+        let parsed = CaptionMeta::parse(&normalize_caption(&s.caption));
+        if let Some(m) = parsed.laterality_contradiction() {
+            let msg = format!("{m}: {:?}", s.caption);
+            self.push(
+                Severity::Warning,
+                IssueKind::LateralityContradiction,
+                split,
+                s,
+                None,
+                msg,
+            );
         }
-        for names in by_lower.values().filter(|v| v.len() > 1) {
-            issues.push(Issue {
-                severity: Severity::Warning,
-                kind: "case_only_difference".into(),
-                split: None,
-                file: Some(dir.join(&names[0])),
-                location: None,
-                message: format!(
-                    "names differ only in case: {} (they collide on case-insensitive file systems)",
-                    names.join(", ")
-                ),
-            });
+        let mut diffs = Vec::new();
+        if parsed.laterality.is_some() && s.meta.laterality != parsed.laterality {
+            diffs.push(format!(
+                "laterality {:?} vs caption {:?}",
+                s.meta.laterality, parsed.laterality
+            ));
         }
-        let unref: Vec<&String> = entries
-            .iter()
-            .filter(|e| !referenced.contains(&dir.join(e)))
-            .collect();
-        if !unref.is_empty() {
-            issues.push(Issue {
-                severity: Severity::Info,
-                kind: "unreferenced_files".into(),
-                split: None,
-                file: Some(dir.clone()),
-                location: None,
-                message: format!(
+        if parsed.areas.is_some() && s.meta.areas != parsed.areas {
+            diffs.push(format!(
+                "infected_area {:?} vs caption {:?}",
+                s.meta.areas, parsed.areas
+            ));
+        }
+        if parsed.zones.is_some() && s.meta.zones != parsed.zones {
+            diffs.push("zones (pseudo_label) differ from the zones the caption names".into());
+        }
+        if !diffs.is_empty() {
+            self.push(
+                Severity::Warning,
+                IssueKind::AnnotationMismatch,
+                split,
+                s,
+                None,
+                diffs.join("; "),
+            );
+        }
+    }
+
+    /// Files that differ only in case, and unreferenced files, in every folder the annotations use.
+    fn check_folders(&mut self) {
+        for dir in self.referenced_dirs.clone() {
+            let Some(entries) = self.listing.entries(&dir).cloned() else {
+                continue;
+            };
+            let mut by_lower: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for e in &entries {
+                by_lower
+                    .entry(e.to_lowercase())
+                    .or_default()
+                    .push(e.clone());
+            }
+            for names in by_lower.values().filter(|v| v.len() > 1) {
+                self.issues.push(Issue::new(
+                    Severity::Warning,
+                    IssueKind::CaseOnlyDifference,
+                    None,
+                    None,
+                    Some(&dir.join(&names[0])),
+                    format!(
+                        "names differ only in case: {} (they collide on case-insensitive file systems)",
+                        names.join(", ")
+                    ),
+                ));
+            }
+            let unref: Vec<&String> = entries
+                .iter()
+                .filter(|e| !self.referenced.contains(&dir.join(e)))
+                .collect();
+            if !unref.is_empty() {
+                let examples: Vec<&str> = unref.iter().take(3).map(|s| s.as_str()).collect();
+                let msg = format!(
                     "{} files in this folder are not in the annotations (e.g. {})",
                     unref.len(),
-                    unref
-                        .iter()
-                        .take(3)
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            });
-        }
-    }
-
-    // Patients in several splits.
-    let mut patient_splits: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut with_id = 0;
-    for (split, samples) in &ds.splits {
-        for s in samples {
-            if let Some(p) = patient_id(&s.image_path) {
-                with_id += 1;
-                patient_splits.entry(p).or_default().insert(split.clone());
+                    examples.join(", ")
+                );
+                self.issues.push(Issue::new(
+                    Severity::Info,
+                    IssueKind::UnreferencedFiles,
+                    None,
+                    None,
+                    Some(&dir),
+                    msg,
+                ));
             }
         }
     }
-    let shared: Vec<(&String, &BTreeSet<String>)> =
-        patient_splits.iter().filter(|(_, s)| s.len() > 1).collect();
-    for (p, splits) in &shared {
-        issues.push(Issue {
-            severity: Severity::Warning,
-            kind: "patient_overlap".into(),
-            split: None,
-            file: None,
-            location: None,
-            message: format!(
+
+    /// Patients (`sub-…` ids) with images in several splits: (images with an id, patients, shared).
+    fn check_patients(&mut self, ds: &Dataset) -> (usize, usize, usize) {
+        let mut patient_splits: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut with_id = 0;
+        for (split, samples) in &ds.splits {
+            for s in samples {
+                if let Some(p) = patient_id(&s.image_path) {
+                    with_id += 1;
+                    patient_splits.entry(p).or_default().insert(split.clone());
+                }
+            }
+        }
+        let shared: Vec<(&String, &BTreeSet<String>)> =
+            patient_splits.iter().filter(|(_, s)| s.len() > 1).collect();
+        for (p, splits) in &shared {
+            let msg = format!(
                 "patient {p} has images in splits {} (leaks between splits inflate validation scores)",
                 splits.iter().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        });
+            );
+            self.issues.push(Issue::new(
+                Severity::Warning,
+                IssueKind::PatientOverlap,
+                None,
+                None,
+                None,
+                msg,
+            ));
+        }
+        (with_id, patient_splits.len(), shared.len())
     }
 
-    let mut sides = SideEvidence::default();
-    summaries
-        .iter()
-        .for_each(|s: &SplitSummary| sides.merge(&s.sides));
-    let laterality = sides.convention();
-    if let (Some(found), Some(expected)) = (laterality, opts.expected_laterality)
-        && found != expected
-    {
-        issues.push(Issue {
-            severity: Severity::Warning,
-            kind: "laterality_convention".into(),
-            split: None,
-            file: None,
-            location: None,
-            message: format!(
+    /// The side convention the masks support, and a warning when the config expects the other.
+    fn check_sides(&mut self, sides: &SideEvidence) -> Option<SideConvention> {
+        let found = sides.convention();
+        if let (Some(found), Some(expected)) = (found, self.opts.expected_laterality)
+            && found != expected
+        {
+            let agree = sides.image_agreement().unwrap_or(0.0);
+            let share = if found == SideConvention::Image {
+                agree
+            } else {
+                1.0 - agree
+            };
+            let msg = format!(
                 "the masks say the captions name sides in the `{found}` convention ({} of {} one-sided captions), the config expects `{expected}`: a model trained so learns the wrong lung for \"left\"; set `laterality = \"{found}\"` in [model]",
-                pct(if found == SideConvention::Image {
-                    sides.image_agreement().unwrap_or(0.0)
-                } else {
-                    1.0 - sides.image_agreement().unwrap_or(0.0)
-                }),
+                pct(share),
                 sides.left_captions + sides.right_captions
-            ),
-        });
+            );
+            self.issues.push(Issue::new(
+                Severity::Warning,
+                IssueKind::LateralityConvention,
+                None,
+                None,
+                None,
+                msg,
+            ));
+        }
+        found
     }
-    let errors = issues
-        .iter()
-        .filter(|i| i.severity == Severity::Error)
-        .count();
-    let warnings = issues
-        .iter()
-        .filter(|i| i.severity == Severity::Warning)
-        .count();
-    Ok(CheckReport {
-        path: ds.root.clone(),
-        format: ds.format,
-        splits: summaries,
-        vocabulary: Vocabulary::of(&all_samples),
-        patients_with_id: with_id,
-        patients: patient_splits.len(),
-        patients_in_several_splits: shared.len(),
-        non_binary_mask_values: non_binary_values,
-        sides,
-        laterality,
-        errors,
-        warnings,
-        issues,
-        examples: opts.examples,
-    })
 }
 
 fn pct(x: f64) -> String {

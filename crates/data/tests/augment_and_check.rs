@@ -134,7 +134,7 @@ fn check_reports_problems() {
             .issues
             .iter()
             .filter(|i| i.severity == sev)
-            .map(|i| i.kind.clone())
+            .map(|i| i.kind.as_str().to_string())
             .collect()
     };
     let errors = kinds(Severity::Error);

@@ -1,6 +1,6 @@
 //! TGC-Net (Lin, Zhao, Xiong, Zhang, Du, Zhu, "TGC-Net", arXiv 2512.21135, 2025): CLIP's towers with SSE
 //! on the image side, DATE on the text side, VLCM between them at 1/16 and 1/8, and a U-Net decoder. The
-//! data flow is DESIGN.md's diagram; the module-level choices are reconstructions (R), see each module.
+//! data flow is docs/ARCHITECTURE.md's diagram; the module-level choices are reconstructions (R), see each module.
 //!
 //! Parameters are named by their module path (`sse.fuse8.gate.weight`, `vision.encoder.layers.0…`), which
 //! is also their key in our checkpoints. The CLIP towers come from the CLIP checkpoint named in the config

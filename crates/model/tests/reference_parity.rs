@@ -129,7 +129,16 @@ fn forward_matches_pytorch_reference() {
         .convert::<i64>()
         .try_into_vec::<i64>()
         .expect("ids");
-    assert_eq!(ids, inputs.ids.concat(), "caption ids");
+    // The batch is padded to its longest caption, not to CLIP's context: each reference row is ours
+    // followed by padding only.
+    let width = ids.len() / inputs.ids.len();
+    for (row, reference) in ids.chunks(width).zip(&inputs.ids) {
+        assert_eq!(row, &reference[..width], "caption ids");
+        assert!(
+            reference[width..].iter().all(|&t| t == 0),
+            "the batch cut real tokens: {reference:?}"
+        );
+    }
     assert_eq!(
         batch.knowledge, inputs.knowledge["both"],
         "matched passages"

@@ -128,7 +128,7 @@ pub fn reset_peak_rss() -> bool {
 fn sync(device: &Device) -> Result<()> {
     device
         .sync()
-        .map_err(|e| TrainError::Other(format!("device sync: {e:?}")))
+        .map_err(|e| TrainError::Device(format!("sync: {e:?}")))
 }
 
 fn ms_since(t: Instant) -> f64 {

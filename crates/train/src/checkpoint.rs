@@ -43,7 +43,10 @@ pub fn save_state(
         ("format".to_string(), STATE_FORMAT.to_string()),
         (
             "progress".to_string(),
-            serde_json::to_string(progress).map_err(|e| TrainError::Other(e.to_string()))?,
+            serde_json::to_string(progress).map_err(|e| TrainError::Serialize {
+                what: "the training progress",
+                message: e.to_string(),
+            })?,
         ),
         ("run_config".to_string(), run_config_toml.to_string()),
         ("tgcnet_config".to_string(), model.config().to_toml()?),

@@ -1,5 +1,5 @@
 //! The run configuration: the model's [`TgcNetConfig`] plus the schedule. One TOML file, `[model]` and
-//! `[train]` tables; what is not given takes the defaults below (the peers' settings, DESIGN.md).
+//! `[train]` tables; what is not given takes the defaults below (the peers' settings; docs/ARCHITECTURE.md).
 
 use std::path::{Path, PathBuf};
 
@@ -172,8 +172,10 @@ impl RunConfig {
     pub fn to_toml(&self) -> Result<String> {
         let mut resolved = self.clone();
         resolved.preset = None;
-        toml::to_string_pretty(&resolved)
-            .map_err(|e| TrainError::Other(format!("serialising config: {e}")))
+        toml::to_string_pretty(&resolved).map_err(|e| TrainError::Serialize {
+            what: "the run config",
+            message: e.to_string(),
+        })
     }
 }
 

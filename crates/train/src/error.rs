@@ -17,6 +17,12 @@ pub enum TrainError {
     },
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
+    /// A run directory or dataset that cannot be trained from as asked.
+    #[error("{path}: {message}")]
+    RunDir { path: PathBuf, message: String },
+    /// A file format we own that could not be written.
+    #[error("writing {what}: {message}")]
+    Serialize { what: &'static str, message: String },
     #[error("{path}: not a tgcnet checkpoint: {message}")]
     Checkpoint { path: PathBuf, message: String },
     #[error(
@@ -30,6 +36,9 @@ pub enum TrainError {
         bce: f64,
         ids: Vec<String>,
     },
+    /// The device failed to run or return a computation (a GPU error, a tensor of the wrong type).
+    #[error("device: {0}")]
+    Device(String),
     #[error("{0}")]
     Other(String),
 }

@@ -1,5 +1,6 @@
-//! Evaluation: Dice and IoU (per-image and global), precision, recall, HD95, by caption group; optional
-//! predicted masks and overlays.
+//! Evaluation: Dice and IoU (per-image and global), precision, recall, HD95, by caption group; for
+//! datasets of volume slices (sample ids `NAME#zK`) also per volume; optional predicted masks and
+//! overlays.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,6 +62,76 @@ pub struct EvalReport {
     /// model relies on the text.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<ConditionResult>,
+    /// Per-volume numbers when the samples are slices of volumes (ids `NAME#zK`); `None` otherwise.
+    /// The per-image numbers above are per slice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<VolumeReport>,
+}
+
+/// Per-volume Dice and IoU: each volume's pixels pooled over its evaluated slices (the dataset's
+/// slices of that volume, e.g. those with a non-empty mask when the manifest names none), then the
+/// mean over volumes. Computed at the evaluation's input size, like the per-slice numbers.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VolumeReport {
+    pub volumes: usize,
+    /// Mean over volumes of each volume's pooled Dice.
+    pub dice_per_volume: f64,
+    pub iou_per_volume: f64,
+    /// One row per volume, in order of first appearance.
+    pub per_volume: Vec<VolumeResult>,
+}
+
+/// One volume's pooled numbers.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VolumeResult {
+    /// The sample id without `#zK`.
+    pub volume: String,
+    pub slices: usize,
+    pub dice: f64,
+    pub iou: f64,
+}
+
+/// The volume a sample id names: `NAME` of `NAME#zK` (K digits), else `None` (a 2-D picture).
+pub fn volume_of(id: &str) -> Option<&str> {
+    let (name, k) = id.rsplit_once("#z")?;
+    (!k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())).then_some(name)
+}
+
+/// Pools per-slice confusions by volume; `None` when no id names a volume slice.
+pub fn volume_report(slices: &[(String, Confusion)]) -> Option<VolumeReport> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut pooled: BTreeMap<&str, (Confusion, usize)> = BTreeMap::new();
+    for (id, c) in slices {
+        let Some(v) = volume_of(id) else { continue };
+        let e = pooled.entry(v).or_insert_with(|| {
+            order.push(v);
+            (Confusion::default(), 0)
+        });
+        e.0.add(c);
+        e.1 += 1;
+    }
+    if order.is_empty() {
+        return None;
+    }
+    let per_volume: Vec<VolumeResult> = order
+        .iter()
+        .map(|v| {
+            let (c, n) = &pooled[v];
+            VolumeResult {
+                volume: v.to_string(),
+                slices: *n,
+                dice: c.dice(),
+                iou: c.iou(),
+            }
+        })
+        .collect();
+    let n = per_volume.len() as f64;
+    Some(VolumeReport {
+        volumes: per_volume.len(),
+        dice_per_volume: per_volume.iter().map(|r| r.dice).sum::<f64>() / n,
+        iou_per_volume: per_volume.iter().map(|r| r.iou).sum::<f64>() / n,
+        per_volume,
+    })
 }
 
 /// Which captions an evaluation gives the model: a probe of text reliance.
@@ -196,6 +267,7 @@ pub fn evaluate(
     }
     let mut acc = Accumulator::default();
     let mut images = Vec::with_capacity(samples.len());
+    let mut confusions = Vec::with_capacity(samples.len());
     let n = size * size;
     for batch in loader(samples, &cfg) {
         let batch = batch?;
@@ -219,6 +291,7 @@ pub fn evaluate(
                 None
             };
             acc.add(&c, hd, Some(&batch.captions[i]));
+            confusions.push((batch.ids[i].clone(), c));
             if let Some(dir) = &opts.save_masks {
                 let image = &batch.images[i * 3 * n..i * 3 * n + n];
                 save_mask_and_overlay(dir, &batch.ids[i], &pred, Some(&gt), image, size)?;
@@ -237,6 +310,7 @@ pub fn evaluate(
         groups: acc.groups(),
         images,
         conditions: Vec::new(),
+        volumes: volume_report(&confusions),
     })
 }
 
@@ -358,6 +432,35 @@ pub fn heatmap(gray: &GrayImage, values: &[f32]) -> RgbImage {
     })
 }
 
+/// The per-volume section of `eval.md` (at most 100 volumes listed; eval.json has all).
+fn volumes_markdown(v: &VolumeReport) -> String {
+    let mut md = format!(
+        "\n## Per volume\n\nThe rows above are per slice. Per volume: each volume's pixels pooled over its \
+         evaluated slices, then the mean over volumes.\n\n\
+         | volumes | Dice per-volume | IoU per-volume |\n|---|---|---|\n| {} | {:.2} | {:.2} |\n\n\
+         | volume | slices | Dice | IoU |\n|---|---|---|---|\n",
+        v.volumes,
+        100.0 * v.dice_per_volume,
+        100.0 * v.iou_per_volume
+    );
+    for r in v.per_volume.iter().take(100) {
+        md.push_str(&format!(
+            "| {} | {} | {:.2} | {:.2} |\n",
+            r.volume,
+            r.slices,
+            100.0 * r.dice,
+            100.0 * r.iou
+        ));
+    }
+    if v.per_volume.len() > 100 {
+        md.push_str(&format!(
+            "\n{} more volumes in eval.json.\n",
+            v.per_volume.len() - 100
+        ));
+    }
+    md
+}
+
 /// `eval.md`: the summary and the per-group table.
 pub fn markdown(report: &EvalReport, title: &str) -> String {
     let row = |name: &str, s: &Summary| {
@@ -379,6 +482,9 @@ pub fn markdown(report: &EvalReport, title: &str) -> String {
     md.push_str(&row("all", &report.summary));
     for (k, s) in &report.groups {
         md.push_str(&row(k, s));
+    }
+    if let Some(v) = &report.volumes {
+        md.push_str(&volumes_markdown(v));
     }
     if !report.conditions.is_empty() {
         md.push_str(
@@ -411,4 +517,63 @@ pub fn markdown(report: &EvalReport, title: &str) -> String {
         }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(tp: u64, fp: u64, fn_: u64) -> Confusion {
+        Confusion {
+            tp,
+            fp,
+            fn_,
+            ..Confusion::default()
+        }
+    }
+
+    #[test]
+    fn volume_ids() {
+        assert_eq!(volume_of("case_1#z12"), Some("case_1"));
+        assert_eq!(volume_of("a#z1#z3"), Some("a#z1"));
+        assert_eq!(volume_of("case_1"), None);
+        assert_eq!(volume_of("case#zx"), None);
+        assert_eq!(volume_of("case#z"), None);
+    }
+
+    #[test]
+    fn per_volume_dice_pools_each_volumes_slices() {
+        let slices = vec![
+            ("b#z0".to_string(), c(10, 0, 10)), // Dice 2·10/(20+10) = 0.667
+            ("a#z3".to_string(), c(0, 5, 0)),   // an empty slice with a false positive: Dice 0
+            ("a#z4".to_string(), c(30, 0, 0)),  // perfect
+            ("x.png".to_string(), c(1, 1, 1)),  // a 2-D picture: not a volume
+            ("b#z1".to_string(), c(10, 0, 0)),
+        ];
+        let r = volume_report(&slices).expect("volumes");
+        assert_eq!(r.volumes, 2);
+        assert_eq!(r.per_volume[0].volume, "b");
+        assert_eq!(r.per_volume[0].slices, 2);
+        // b pooled: tp 20, fp 0, fn 10: 40 / 50. a pooled: tp 30, fp 5: 60 / 65.
+        assert!((r.per_volume[0].dice - 0.8).abs() < 1e-12);
+        assert!((r.per_volume[1].dice - 60.0 / 65.0).abs() < 1e-12);
+        assert!((r.dice_per_volume - (0.8 + 60.0 / 65.0) / 2.0).abs() < 1e-12);
+        // Not the mean of the per-slice Dice (0.667, 0, 1, 1 → 0.667): pooling is per volume.
+        assert!((r.iou_per_volume - (20.0 / 30.0 + 30.0 / 35.0) / 2.0).abs() < 1e-12);
+        assert_eq!(volume_report(&slices[3..4]), None);
+        let report = EvalReport {
+            summary: Summary::default(),
+            groups: BTreeMap::new(),
+            images: Vec::new(),
+            conditions: Vec::new(),
+            volumes: Some(r),
+        };
+        let md = markdown(&report, "t");
+        assert!(
+            md.contains("## Per volume") && md.contains("| b | 2 | 80.00 |"),
+            "{md}"
+        );
+        let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["volumes"]["volumes"], 2);
+    }
 }
