@@ -1,6 +1,8 @@
-//! `tgcnet infer`: one picture, every row of a manifest, or every picture of a folder with one caption,
-//! through the inference library ([`tgcnet_infer::Segmenter`]) in batches. Masks, overlays and heatmaps
-//! come back at each input's own size; a folder or manifest run also writes `results.csv`.
+//! `tgcnet infer`: one picture, a CT volume (a NIfTI file or a DICOM series folder), every row of a
+//! manifest, or every picture of a folder with one caption, through the inference library
+//! ([`tgcnet_infer::Segmenter`]) in batches. Masks, overlays and heatmaps come back at each input's own
+//! size; a volume's mask is a NIfTI volume with the input's geometry; a folder or manifest run also
+//! writes `results.csv`.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -8,9 +10,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use tgcnet_data::imageio::{parse_window, read_image, read_mask};
-use tgcnet_data::{BadSamplePolicy, Dataset, DecodeOptions, Plane, Sample, SideConvention};
+use tgcnet_data::nifti::is_nifti_path;
+use tgcnet_data::{
+    BadSamplePolicy, Dataset, DecodeOptions, Plane, Sample, ScanVolume, SideConvention,
+};
 use tgcnet_eval::Confusion;
-use tgcnet_infer::{SegmentOptions, Segmentation, Segmenter, gray};
+use tgcnet_infer::{
+    SegmentOptions, Segmentation, Segmenter, VolumeOptions, VolumeSegmentation, gray, overlay_strip,
+};
 use tgcnet_train::evaluate::{safe_name, write_png};
 
 use crate::device::DeviceArg;
@@ -19,15 +26,24 @@ use crate::device::DeviceArg;
 pub struct InferArgs {
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// One picture (with --text and --out) ...
+    /// One picture, or a CT volume: a NIfTI file (.nii, .nii.gz) or a folder holding one DICOM series,
+    /// segmented slice by slice (with --text and --out) ...
     #[arg(long, requires_all = ["text", "out"], conflicts_with_all = ["manifest", "images"])]
     pub image: Option<PathBuf>,
     /// The caption: of --image, or of every picture in --images.
     #[arg(long, allow_hyphen_values = true)]
     pub text: Option<String>,
-    /// The mask of --image (PNG, 0/255).
+    /// The mask of --image: a PNG (0/255) for a picture; for a volume a NIfTI mask volume
+    /// (MASK.nii.gz or .nii: uint8 0/1, the input's dimensions, voxel size, qform and sform).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// For a volume: a PNG of overlays (mask in red) of the slices with lesion, 8 to a row (at most
+    /// 64 slices, evenly picked).
+    #[arg(long, conflicts_with_all = ["manifest", "images"])]
+    pub overlay_strip: Option<PathBuf>,
+    /// With --overlay-strip: every K-th slice instead of the slices with lesion.
+    #[arg(long, value_name = "K", requires = "overlay_strip")]
+    pub strip_every: Option<usize>,
     #[arg(long)]
     pub overlay: Option<PathBuf>,
     /// VLCM's text-pixel similarity (finest VLCM scale), upsampled, over the image.
@@ -44,7 +60,7 @@ pub struct InferArgs {
     /// get their row number appended).
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
-    /// Pictures per forward pass.
+    /// Pictures (or a volume's slices) per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Probability above which a pixel is lesion.
@@ -109,6 +125,14 @@ pub fn infer_cmd(a: InferArgs) -> anyhow::Result<i32> {
         );
     }
     if let (Some(image), Some(text), Some(out)) = (&a.image, &a.text, &a.out) {
+        if is_volume(image, out)? {
+            return volume(&a, &segmenter, &options, image, text, out);
+        }
+        if a.overlay_strip.is_some() {
+            bail!(
+                "--overlay-strip is for volumes (a NIfTI file or a DICOM series folder); use --overlay"
+            );
+        }
         return one(&a, &segmenter, &options, image, text, out);
     }
     let Some(dir) = &a.out_dir else {
@@ -181,6 +205,94 @@ fn one(
         r.probabilities.len()
     );
     Ok(0)
+}
+
+/// Whether `--image` is segmented as a volume: a folder (a DICOM series), or a NIfTI file written to a
+/// NIfTI mask or holding more than one slice (whose mask cannot be one PNG).
+fn is_volume(image: &Path, out: &Path) -> anyhow::Result<bool> {
+    if image.is_dir() {
+        if !is_nifti_path(out) {
+            bail!(
+                "--out {}: a DICOM series' mask is a NIfTI volume: give --out NAME.nii.gz",
+                out.display()
+            );
+        }
+        return Ok(true);
+    }
+    if !is_nifti_path(image) {
+        if is_nifti_path(out) {
+            bail!(
+                "--out {}: NIfTI masks are written for volumes (a .nii/.nii.gz file or a DICOM series folder); {} is a picture: give --out NAME.png",
+                out.display(),
+                image.display()
+            );
+        }
+        return Ok(false);
+    }
+    let slices = ScanVolume::open_nifti(image)?.n_slices();
+    if slices > 1 && !is_nifti_path(out) {
+        bail!(
+            "{}: a volume of {slices} slices: its mask is a volume too: give --out NAME.nii.gz",
+            image.display()
+        );
+    }
+    Ok(is_nifti_path(out))
+}
+
+/// Segments every axial slice of a volume and writes the mask volume (and the overlay strip).
+fn volume(
+    a: &InferArgs,
+    segmenter: &Segmenter,
+    options: &SegmentOptions,
+    image: &Path,
+    text: &str,
+    out: &Path,
+) -> anyhow::Result<i32> {
+    if a.overlay.is_some() || a.heatmap.is_some() {
+        bail!(
+            "--overlay and --heatmap are for pictures; for a volume use --overlay-strip FILE.png"
+        );
+    }
+    let vol = ScanVolume::open(image)?;
+    let vopts = VolumeOptions {
+        batch_size: a.batch_size,
+        threshold: a.threshold,
+    };
+    let r = segmenter.segment_volume(&vol, text, options, &vopts)?;
+    vol.write_mask(out, &r.voxels)?;
+    if let Some(strip) = &a.overlay_strip {
+        let ks = strip_slices(&r, a.strip_every);
+        write_png(&overlay_strip(&vol, &r, &ks, 8, options)?, strip)?;
+    }
+    let lesion = r.slices_with_lesion().len();
+    println!(
+        "{}: {} lesion voxels ({:.2} ml) in {lesion} of {} slices ({}x{} voxels each), {:.1} s",
+        out.display(),
+        r.foreground(),
+        r.foreground() as f64 * vol.voxel_volume_mm3() / 1000.0,
+        vol.n_slices(),
+        vol.dims[0],
+        vol.dims[1],
+        r.total_ms / 1000.0
+    );
+    Ok(0)
+}
+
+/// The slices of the overlay strip: every K-th, else those with lesion (else 8 evenly spaced, so that
+/// the strip still shows the scan), at most 64 evenly picked.
+fn strip_slices(r: &VolumeSegmentation, every: Option<usize>) -> Vec<usize> {
+    let n = r.slice_foreground.len();
+    let mut ks = match every {
+        Some(k) => (0..n).step_by(k.max(1)).collect(),
+        None => r.slices_with_lesion(),
+    };
+    if ks.is_empty() {
+        ks = (0..8.min(n)).map(|t| t * n / 8.min(n)).collect();
+    }
+    if ks.len() > 64 {
+        ks = (0..64).map(|t| ks[t * ks.len() / 64]).collect();
+    }
+    ks
 }
 
 /// The pictures of a folder (PNG, JPEG, DICOM), sorted by name, each with `text`.

@@ -1,15 +1,20 @@
-//! A small DICOM reader for uncompressed images: implicit VR little endian (1.2.840.10008.1.2), explicit
-//! VR little endian (…1.2.1), deflated explicit VR little endian (…1.2.1.99) and explicit VR big endian
-//! (…1.2.2), with or without the 128-byte preamble and `DICM` prefix. It reads the top-level image
-//! attributes (rows, columns, samples per pixel, bits allocated/stored, pixel representation,
-//! photometric interpretation, number of frames, modality, rescale slope/intercept, window) and the
-//! native pixel data; sequences are skipped (defined or undefined length, nested). Compressed transfer
-//! syntaxes (JPEG, JPEG-LS, JPEG 2000, RLE) are reported as a clear error.
+//! A small DICOM reader: implicit VR little endian (1.2.840.10008.1.2), explicit VR little endian
+//! (…1.2.1), deflated explicit VR little endian (…1.2.1.99) and explicit VR big endian (…1.2.2), with or
+//! without the 128-byte preamble and `DICM` prefix, and the compressed syntaxes of [`codecs`] (RLE
+//! lossless, JPEG baseline/extended 8-bit, JPEG lossless, JPEG 2000): the encapsulated pixel data's
+//! fragments are found here and handed to the decoder. It reads the top-level image attributes (rows,
+//! columns, samples per pixel, bits allocated/stored, pixel representation, photometric interpretation,
+//! number of frames, modality, rescale slope/intercept, window) and the slice geometry (image
+//! position/orientation, pixel spacing, slice thickness, instance number, series UID) for reading a
+//! series as a volume; sequences are skipped (defined or undefined length, nested). Other transfer
+//! syntaxes (JPEG-LS, MPEG, HEVC, JPEG XL, …) are a clear error naming the syntax.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
+use crate::codecs;
 use crate::error::{DataError, Result};
 
 const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
@@ -34,8 +39,15 @@ const WINDOW_WIDTH: Tag = (0x0028, 0x1051);
 const INTERCEPT: Tag = (0x0028, 0x1052);
 const SLOPE: Tag = (0x0028, 0x1053);
 const MODALITY: Tag = (0x0008, 0x0060);
+const SLICE_THICKNESS: Tag = (0x0018, 0x0050);
+const SLICE_SPACING: Tag = (0x0018, 0x0088);
+const SERIES_UID: Tag = (0x0020, 0x000e);
+const INSTANCE_NUMBER: Tag = (0x0020, 0x0013);
+const POSITION: Tag = (0x0020, 0x0032);
+const ORIENTATION: Tag = (0x0020, 0x0037);
+const PIXEL_SPACING: Tag = (0x0028, 0x0030);
 
-const WANTED: [Tag; 15] = [
+const WANTED: [Tag; 22] = [
     ROWS,
     COLS,
     SPP,
@@ -51,7 +63,45 @@ const WANTED: [Tag; 15] = [
     SLOPE,
     MODALITY,
     TS_UID,
+    SLICE_THICKNESS,
+    SLICE_SPACING,
+    SERIES_UID,
+    INSTANCE_NUMBER,
+    POSITION,
+    ORIENTATION,
+    PIXEL_SPACING,
 ];
+
+/// Where a slice lies in the patient (DICOM patient coordinates, LPS, millimetres); `None` where the
+/// file lacks the attribute.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SliceGeometry {
+    /// Image Position (Patient): the centre of the first transmitted pixel.
+    pub position: Option<[f64; 3]>,
+    /// Image Orientation (Patient): the direction cosines of a row (towards increasing column index),
+    /// then of a column (towards increasing row index).
+    pub orientation: Option<[f64; 6]>,
+    /// Pixel Spacing: (between rows, between columns).
+    pub pixel_spacing: Option<[f64; 2]>,
+    pub slice_thickness: Option<f64>,
+    pub spacing_between_slices: Option<f64>,
+    pub instance_number: Option<i64>,
+    /// Series Instance UID ("" when absent).
+    pub series_uid: String,
+}
+
+/// A DICOM file's attributes without its pixels ([`read_dicom_header`]).
+#[derive(Debug, Clone)]
+pub struct DicomHeader {
+    pub rows: usize,
+    pub cols: usize,
+    pub frames: usize,
+    pub samples_per_pixel: usize,
+    pub modality: String,
+    /// The transfer syntax UID ("" for a file without meta information).
+    pub transfer_syntax: String,
+    pub geometry: SliceGeometry,
+}
 
 /// A decoded DICOM image (all frames).
 #[derive(Debug, Clone)]
@@ -60,7 +110,8 @@ pub struct DicomImage {
     pub cols: usize,
     pub frames: usize,
     pub samples_per_pixel: usize,
-    /// E.g. "MONOCHROME2", "MONOCHROME1" (inverted grey scale), "RGB".
+    /// E.g. "MONOCHROME2", "MONOCHROME1" (inverted grey scale), "RGB" (also for JPEG and JPEG 2000
+    /// colour images written as YBR: their decoders return RGB).
     pub photometric: String,
     /// E.g. "CT", "CR", "DX", "MR"; empty when absent.
     pub modality: String,
@@ -70,6 +121,9 @@ pub struct DicomImage {
     pub window: Option<(f64, f64)>,
     /// Raw stored values (sign-extended, no rescale), `[frames, samples_per_pixel, rows, cols]`.
     pub pixels: Vec<f32>,
+    /// The transfer syntax UID the file was written in ("" without meta information).
+    pub transfer_syntax: String,
+    pub geometry: SliceGeometry,
 }
 
 impl DicomImage {
@@ -254,203 +308,435 @@ fn text(v: &[u8]) -> String {
         .to_string()
 }
 
-fn first_number(v: &[u8]) -> Option<f64> {
-    text(v).split('\\').next()?.trim().parse().ok()
+fn numbers(v: &[u8]) -> Vec<f64> {
+    text(v)
+        .split('\\')
+        .map_while(|s| s.trim().parse().ok())
+        .collect()
 }
 
-pub(crate) fn parse_dicom(path: &Path, bytes: &[u8]) -> Result<DicomImage> {
-    let err = |m: String| DataError::image(path, m);
-    let mut values: HashMap<Tag, Vec<u8>> = HashMap::new();
-    let (body, explicit, le, body_start): (std::borrow::Cow<[u8]>, bool, bool, usize);
-    if has_dicom_magic(bytes) {
-        // File meta information: always explicit VR little endian, group 0002.
-        let mut r = Reader {
-            b: bytes,
-            pos: 132,
-            explicit: true,
-            le: true,
-        };
-        while r.pos + 4 <= bytes.len()
-            && u16::from_le_bytes([bytes[r.pos], bytes[r.pos + 1]]) == 0x0002
-        {
-            let (tag, _, len) = r.header().map_err(&err)?;
-            let Len::Defined(n) = len else {
-                return Err(err("undefined length in the file meta information".into()));
-            };
-            r.need(n, "the file meta information").map_err(&err)?;
-            values.insert(tag, bytes[r.pos..r.pos + n].to_vec());
-            r.pos += n;
-        }
-        let ts = values.get(&TS_UID).map(|v| text(v)).unwrap_or_default();
-        let start = r.pos;
-        match ts.as_str() {
-            IMPLICIT_LE | "" => {
-                (body, explicit, le, body_start) = (bytes.into(), false, true, start);
-            }
-            EXPLICIT_LE => (body, explicit, le, body_start) = (bytes.into(), true, true, start),
-            EXPLICIT_BE => (body, explicit, le, body_start) = (bytes.into(), true, false, start),
-            DEFLATED_LE => {
-                let mut out = Vec::new();
-                flate2::read::DeflateDecoder::new(&bytes[start..])
-                    .read_to_end(&mut out)
-                    .map_err(|e| err(format!("deflated data set is corrupt: {e}")))?;
-                (body, explicit, le, body_start) = (out.into(), true, true, 0);
-            }
-            other => {
-                return Err(err(format!(
-                    "transfer syntax {other} ({}) is not supported: only uncompressed DICOM is read; \
-                     decompress it first (e.g. `gdcmconv --raw` or `dcmdjpeg`)",
-                    ts_name(other)
-                )));
-            }
-        }
-    } else {
+fn first_number(v: &[u8]) -> Option<f64> {
+    numbers(v).first().copied()
+}
+
+/// Where the pixel data element's value starts in the data set.
+enum PixelLoc {
+    /// Native pixels: `len` bytes from `start`.
+    Native { start: usize, len: usize },
+    /// Encapsulated (compressed) pixels: the items from `start` (Basic Offset Table, then fragments).
+    Encapsulated { start: usize },
+}
+
+/// The data set up to the pixel data: the attributes tgcnet reads, and where the pixels are.
+struct Elements<'a> {
+    body: Cow<'a, [u8]>,
+    le: bool,
+    /// The transfer syntax UID ("" when the file has no meta information).
+    ts: String,
+    values: HashMap<Tag, Vec<u8>>,
+    pixel: Option<PixelLoc>,
+}
+
+/// How the data set after the file meta information is encoded.
+struct Body<'a> {
+    bytes: Cow<'a, [u8]>,
+    explicit: bool,
+    le: bool,
+    /// Where the data set starts in `bytes`.
+    start: usize,
+    /// The transfer syntax UID ("" without meta information).
+    ts: String,
+    /// The file meta information's values.
+    meta: HashMap<Tag, Vec<u8>>,
+}
+
+/// Reads the file meta information and picks how the data set is encoded.
+fn open_body(bytes: &[u8]) -> std::result::Result<Body<'_>, String> {
+    let mut values = HashMap::new();
+    if !has_dicom_magic(bytes) {
         // No preamble: guess explicit VR if bytes 4..6 look like a VR, else implicit (little endian).
         if bytes.len() < 8 {
-            return Err(err(format!("not a DICOM file ({} bytes)", bytes.len())));
+            return Err(format!("not a DICOM file ({} bytes)", bytes.len()));
         }
         let vr_like = bytes[4].is_ascii_uppercase() && bytes[5].is_ascii_uppercase();
         let group = u16::from_le_bytes([bytes[0], bytes[1]]);
-        if !(group == 0x0008
-            || group == 0x0002
-            || group == 0x0010
-            || group == 0x0018
-            || group == 0x0020
-            || group == 0x0028)
-        {
-            return Err(err(
-                "not a DICOM file (no DICM prefix and no known leading group)".into(),
-            ));
+        if ![0x0002, 0x0008, 0x0010, 0x0018, 0x0020, 0x0028].contains(&group) {
+            return Err("not a DICOM file (no DICM prefix and no known leading group)".into());
         }
-        (body, explicit, le, body_start) = (bytes.into(), vr_like, true, 0);
+        return Ok(Body {
+            bytes: bytes.into(),
+            explicit: vr_like,
+            le: true,
+            start: 0,
+            ts: String::new(),
+            meta: values,
+        });
     }
+    // File meta information: always explicit VR little endian, group 0002.
+    let mut r = Reader {
+        b: bytes,
+        pos: 132,
+        explicit: true,
+        le: true,
+    };
+    while r.pos + 4 <= bytes.len() && u16::from_le_bytes([bytes[r.pos], bytes[r.pos + 1]]) == 0x0002
+    {
+        let (tag, _, len) = r.header()?;
+        let Len::Defined(n) = len else {
+            return Err("undefined length in the file meta information".into());
+        };
+        r.need(n, "the file meta information")?;
+        values.insert(tag, bytes[r.pos..r.pos + n].to_vec());
+        r.pos += n;
+    }
+    let ts = values.get(&TS_UID).map(|v| text(v)).unwrap_or_default();
+    let start = r.pos;
+    let (explicit, le) = match ts.as_str() {
+        IMPLICIT_LE | "" => (false, true),
+        EXPLICIT_BE => (true, false),
+        DEFLATED_LE => {
+            let mut out = Vec::new();
+            flate2::read::DeflateDecoder::new(&bytes[start..])
+                .read_to_end(&mut out)
+                .map_err(|e| format!("deflated data set is corrupt: {e}"))?;
+            return Ok(Body {
+                bytes: out.into(),
+                explicit: true,
+                le: true,
+                start: 0,
+                ts,
+                meta: values,
+            });
+        }
+        uid if uid == EXPLICIT_LE || codecs::can_decode(uid) => (true, true),
+        other => return Err(codecs::unsupported(other)),
+    };
+    Ok(Body {
+        bytes: bytes.into(),
+        explicit,
+        le,
+        start,
+        ts,
+        meta: values,
+    })
+}
 
+/// Parses the data set's elements up to the pixel data (sequences skipped).
+fn read_elements(bytes: &[u8]) -> std::result::Result<Elements<'_>, String> {
+    let Body {
+        bytes: body,
+        explicit,
+        le,
+        start,
+        ts,
+        meta: mut values,
+    } = open_body(bytes)?;
     let mut r = Reader {
         b: &body,
-        pos: body_start,
+        pos: start,
         explicit,
         le,
     };
-    let mut pixel: Option<(usize, usize)> = None;
-    while r.pos < body.len() {
-        if body.len() - r.pos < 8 {
-            break; // trailing padding
-        }
-        let (tag, vr, len) = r.header().map_err(&err)?;
+    let mut pixel = None;
+    while r.b.len() - r.pos >= 8 {
+        // (Fewer than 8 bytes left: trailing padding.)
+        let (tag, vr, len) = r.header()?;
         match len {
             Len::Undefined if tag == PIXEL_DATA => {
-                return Err(err(
-                    "encapsulated (compressed) pixel data is not supported".into()
-                ));
+                pixel = Some(PixelLoc::Encapsulated { start: r.pos });
+                break;
             }
-            Len::Undefined => r.skip_sequence(0).map_err(&err)?,
+            Len::Undefined => r.skip_sequence(0)?,
+            Len::Defined(n) if tag == PIXEL_DATA => {
+                let avail = r.b.len() - r.pos;
+                if n > avail {
+                    return Err(format!(
+                        "truncated pixel data: {n} bytes declared, {avail} present"
+                    ));
+                }
+                pixel = Some(PixelLoc::Native {
+                    start: r.pos,
+                    len: n,
+                });
+                break;
+            }
+            Len::Defined(n) if vr.as_ref() == Some(b"SQ") => r.skip(n, tag)?,
             Len::Defined(n) => {
-                if tag == PIXEL_DATA {
-                    let avail = body.len() - r.pos;
-                    pixel = Some((r.pos, n.min(avail)));
-                    if n > avail {
-                        return Err(err(format!(
-                            "truncated pixel data: {n} bytes declared, {avail} present"
-                        )));
-                    }
-                    break;
-                }
-                if vr.as_ref() == Some(b"SQ") {
-                    r.skip(n, tag).map_err(&err)?;
-                    continue;
-                }
-                r.need(n, &format!("the value of ({:04X},{:04X})", tag.0, tag.1))
-                    .map_err(&err)?;
+                r.need(n, &format!("the value of ({:04X},{:04X})", tag.0, tag.1))?;
                 if WANTED.contains(&tag) {
-                    values.insert(tag, body[r.pos..r.pos + n].to_vec());
+                    values.insert(tag, r.b[r.pos..r.pos + n].to_vec());
                 }
                 r.pos += n;
             }
         }
     }
-    let (pstart, plen) = pixel.ok_or_else(|| err("no pixel data element (7FE0,0010)".into()))?;
+    Ok(Elements {
+        body,
+        le,
+        ts,
+        values,
+        pixel,
+    })
+}
 
-    let us = |tag: Tag, default: Option<u16>| -> Result<u16> {
-        match values.get(&tag) {
-            Some(v) if v.len() >= 2 => Ok(if le {
+/// The image attributes that say how to read the pixels.
+struct Layout {
+    rows: usize,
+    cols: usize,
+    spp: usize,
+    frames: usize,
+    bits_alloc: u32,
+    bits_stored: u32,
+    signed: bool,
+    planar: bool,
+}
+
+impl Elements<'_> {
+    fn us(&self, tag: Tag, default: Option<u16>) -> std::result::Result<u16, String> {
+        match self.values.get(&tag) {
+            Some(v) if v.len() >= 2 => Ok(if self.le {
                 u16::from_le_bytes([v[0], v[1]])
             } else {
                 u16::from_be_bytes([v[0], v[1]])
             }),
-            _ => default
-                .ok_or_else(|| err(format!("missing attribute ({:04X},{:04X})", tag.0, tag.1))),
+            _ => default.ok_or_else(|| format!("missing attribute ({:04X},{:04X})", tag.0, tag.1)),
+        }
+    }
+
+    fn num(&self, tag: Tag) -> Option<f64> {
+        self.values.get(&tag).and_then(|v| first_number(v))
+    }
+
+    fn text(&self, tag: Tag) -> String {
+        self.values.get(&tag).map(|v| text(v)).unwrap_or_default()
+    }
+
+    fn layout(&self) -> std::result::Result<Layout, String> {
+        let rows = self.us(ROWS, None)? as usize;
+        let cols = self.us(COLS, None)? as usize;
+        let spp = self.us(SPP, Some(1))? as usize;
+        let bits_alloc = self.us(BITS_ALLOC, Some(16))? as u32;
+        let bits_stored =
+            (self.us(BITS_STORED, Some(bits_alloc as u16))? as u32).clamp(1, bits_alloc.max(1));
+        let frames = self.num(FRAMES).map(|f| f.max(1.0) as usize).unwrap_or(1);
+        if rows == 0 || cols == 0 {
+            return Err(format!("empty image ({rows} rows, {cols} columns)"));
+        }
+        if spp != 1 && spp != 3 {
+            return Err(format!("{spp} samples per pixel (1 or 3 supported)"));
+        }
+        if !matches!(bits_alloc, 8 | 16 | 32) {
+            return Err(format!(
+                "{bits_alloc} bits allocated (8, 16 or 32 supported)"
+            ));
+        }
+        Ok(Layout {
+            rows,
+            cols,
+            spp,
+            frames,
+            bits_alloc,
+            bits_stored,
+            signed: self.us(PIXEL_REPR, Some(0))? == 1,
+            planar: self.us(PLANAR, Some(0))? == 1,
+        })
+    }
+
+    fn geometry(&self) -> SliceGeometry {
+        let fixed = |tag: Tag| -> Vec<f64> {
+            self.values
+                .get(&tag)
+                .map(|v| numbers(v))
+                .unwrap_or_default()
+        };
+        let position = fixed(POSITION);
+        let orientation = fixed(ORIENTATION);
+        let spacing = fixed(PIXEL_SPACING);
+        SliceGeometry {
+            position: <[f64; 3]>::try_from(position.as_slice()).ok(),
+            orientation: <[f64; 6]>::try_from(orientation.as_slice()).ok(),
+            pixel_spacing: <[f64; 2]>::try_from(spacing.as_slice()).ok(),
+            slice_thickness: self.num(SLICE_THICKNESS),
+            spacing_between_slices: self.num(SLICE_SPACING),
+            instance_number: self.num(INSTANCE_NUMBER).map(|v| v as i64),
+            series_uid: self.text(SERIES_UID),
+        }
+    }
+
+    fn header(&self) -> std::result::Result<DicomHeader, String> {
+        let l = self.layout()?;
+        Ok(DicomHeader {
+            rows: l.rows,
+            cols: l.cols,
+            frames: l.frames,
+            samples_per_pixel: l.spp,
+            modality: self.text(MODALITY),
+            transfer_syntax: self.ts.clone(),
+            geometry: self.geometry(),
+        })
+    }
+}
+
+/// Reads a DICOM file's attributes without decoding its pixels.
+pub fn read_dicom_header(path: &Path) -> Result<DicomHeader> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    parse_dicom_header(path, &bytes)
+}
+
+/// [`read_dicom_header`] of bytes in memory (`path` names them in errors).
+pub fn parse_dicom_header(path: &Path, bytes: &[u8]) -> Result<DicomHeader> {
+    let err = |m: String| DataError::image(path, m);
+    let el = read_elements(bytes).map_err(err)?;
+    if el.pixel.is_none() {
+        return Err(err("no pixel data element (7FE0,0010)".into()));
+    }
+    el.header().map_err(err)
+}
+
+pub(crate) fn parse_dicom(path: &Path, bytes: &[u8]) -> Result<DicomImage> {
+    let err = |m: String| DataError::image(path, m);
+    let el = read_elements(bytes).map_err(err)?;
+    let l = el.layout().map_err(err)?;
+    let n = l.rows * l.cols * l.spp * l.frames;
+    let (words, planar) = match el.pixel {
+        None => return Err(err("no pixel data element (7FE0,0010)".into())),
+        Some(PixelLoc::Native { start, len }) => {
+            let bytes_per = (l.bits_alloc / 8) as usize;
+            if len < n * bytes_per {
+                return Err(err(format!(
+                    "truncated pixel data: {}x{}x{}x{} samples of {bytes_per} bytes need {} bytes, {len} present",
+                    l.rows,
+                    l.cols,
+                    l.spp,
+                    l.frames,
+                    n * bytes_per
+                )));
+            }
+            let data = &el.body[start..start + n * bytes_per];
+            (native_words(data, bytes_per, el.le), l.planar)
+        }
+        Some(PixelLoc::Encapsulated { .. }) if !codecs::can_decode(&el.ts) => {
+            return Err(err(format!(
+                "encapsulated (compressed) pixel data in the uncompressed transfer syntax {} ({})",
+                el.ts,
+                codecs::ts_name(&el.ts)
+            )));
+        }
+        Some(PixelLoc::Encapsulated { start }) => {
+            let items = encapsulated_items(&el.body[start..]).map_err(err)?;
+            let frame = codecs::FrameShape {
+                rows: l.rows,
+                cols: l.cols,
+                spp: l.spp,
+                bits_alloc: l.bits_alloc,
+            };
+            let words =
+                codecs::decode_frames(&el.ts, &frame, l.frames, &items.0, &items.1).map_err(err)?;
+            (words, true)
         }
     };
-    let rows = us(ROWS, None)? as usize;
-    let cols = us(COLS, None)? as usize;
-    let spp = us(SPP, Some(1))? as usize;
-    let bits_alloc = us(BITS_ALLOC, Some(16))? as u32;
-    let bits_stored =
-        (us(BITS_STORED, Some(bits_alloc as u16))? as u32).clamp(1, bits_alloc.max(1));
-    let signed = us(PIXEL_REPR, Some(0))? == 1;
-    let planar = us(PLANAR, Some(0))? == 1;
-    let frames = values
-        .get(&FRAMES)
-        .and_then(|v| first_number(v))
-        .map(|f| f.max(1.0) as usize)
-        .unwrap_or(1);
-    if rows == 0 || cols == 0 {
-        return Err(err(format!("empty image ({rows} rows, {cols} columns)")));
-    }
-    if spp != 1 && spp != 3 {
-        return Err(err(format!("{spp} samples per pixel (1 or 3 supported)")));
-    }
-    let bytes_per = match bits_alloc {
-        8 => 1,
-        16 => 2,
-        32 => 4,
-        b => return Err(err(format!("{b} bits allocated (8, 16 or 32 supported)"))),
+    let pixels = to_planar(&words, &l, planar);
+    let num = |tag: Tag| el.num(tag);
+    let window = match (num(WINDOW_CENTER), num(WINDOW_WIDTH)) {
+        (Some(c), Some(w)) if w > 0.0 => Some((c, w)),
+        _ => None,
     };
-    let n = rows * cols * spp * frames;
-    if plen < n * bytes_per {
-        return Err(err(format!(
-            "truncated pixel data: {rows}x{cols}x{spp}x{frames} samples of {bytes_per} bytes need {} bytes, {plen} present",
-            n * bytes_per
-        )));
+    let mut photometric = el.text(PHOTOMETRIC);
+    if l.spp == 3 && codecs::converts_to_rgb(&el.ts) {
+        // JPEG and JPEG 2000 decoders undo the YCbCr transform themselves.
+        photometric = "RGB".into();
     }
-    let data = &body[pstart..pstart + n * bytes_per];
-    let mask: u64 = if bits_stored >= 32 {
-        u32::MAX as u64
-    } else {
-        (1u64 << bits_stored) - 1
+    Ok(DicomImage {
+        rows: l.rows,
+        cols: l.cols,
+        frames: l.frames,
+        samples_per_pixel: l.spp,
+        photometric,
+        modality: el.text(MODALITY),
+        rescale_slope: num(SLOPE).filter(|s| *s != 0.0).unwrap_or(1.0),
+        rescale_intercept: num(INTERCEPT).unwrap_or(0.0),
+        window,
+        pixels,
+        transfer_syntax: el.ts.clone(),
+        geometry: el.geometry(),
+    })
+}
+
+/// The items of encapsulated pixel data: (the Basic Offset Table's offsets, the fragments).
+fn encapsulated_items(b: &[u8]) -> std::result::Result<(Vec<u32>, Vec<&[u8]>), String> {
+    let mut r = Reader {
+        b,
+        pos: 0,
+        explicit: false,
+        le: true,
     };
-    let decode = |i: usize| -> f32 {
-        let o = i * bytes_per;
-        let u: u64 = match bytes_per {
-            1 => data[o] as u64,
-            2 => {
-                let a = [data[o], data[o + 1]];
-                (if le {
-                    u16::from_le_bytes(a)
-                } else {
-                    u16::from_be_bytes(a)
-                }) as u64
-            }
-            _ => {
-                let a = [data[o], data[o + 1], data[o + 2], data[o + 3]];
-                (if le {
-                    u32::from_le_bytes(a)
-                } else {
-                    u32::from_be_bytes(a)
-                }) as u64
+    let mut table: Option<Vec<u32>> = None;
+    let mut fragments = Vec::new();
+    loop {
+        let (tag, _, len) = r.header()?;
+        let n = match (tag, len) {
+            ((0xfffe, 0xe0dd), _) => break,
+            ((0xfffe, 0xe000), Len::Defined(n)) => n,
+            (t, _) => {
+                return Err(format!(
+                    "encapsulated pixel data: unexpected element ({:04X},{:04X}) at byte {}",
+                    t.0, t.1, r.pos
+                ));
             }
         };
-        let u = u & mask;
-        if signed && (u >> (bits_stored - 1)) & 1 == 1 {
-            (u as i64 - (1i64 << bits_stored)) as f32
+        r.need(n, "an encapsulated pixel data item")?;
+        let value = &b[r.pos..r.pos + n];
+        r.pos += n;
+        match table {
+            None => {
+                table = Some(
+                    value
+                        .chunks_exact(4)
+                        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
+                )
+            }
+            Some(_) => fragments.push(value),
+        }
+    }
+    if fragments.is_empty() {
+        return Err("encapsulated pixel data without fragments".into());
+    }
+    Ok((table.unwrap_or_default(), fragments))
+}
+
+/// Native pixel samples as unsigned words, in file order.
+fn native_words(data: &[u8], bytes_per: usize, le: bool) -> Vec<u32> {
+    data.chunks_exact(bytes_per)
+        .map(|c| match (c.len(), le) {
+            (1, _) => c[0] as u32,
+            (2, true) => u16::from_le_bytes([c[0], c[1]]) as u32,
+            (2, false) => u16::from_be_bytes([c[0], c[1]]) as u32,
+            (_, true) => u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            (_, false) => u32::from_be_bytes([c[0], c[1], c[2], c[3]]),
+        })
+        .collect()
+}
+
+/// Stored values (masked to bits stored, sign-extended) as `[frames, spp, rows, cols]`; `planar`
+/// says whether `words` is already planar per frame or interleaved (`R G B R G B ...`).
+fn to_planar(words: &[u32], l: &Layout, planar: bool) -> Vec<f32> {
+    let mask: u64 = if l.bits_stored >= 32 {
+        u32::MAX as u64
+    } else {
+        (1u64 << l.bits_stored) - 1
+    };
+    let value = |w: u32| -> f32 {
+        let u = w as u64 & mask;
+        if l.signed && (u >> (l.bits_stored - 1)) & 1 == 1 {
+            (u as i64 - (1i64 << l.bits_stored)) as f32
         } else {
             u as f32
         }
     };
-    // Output is planar per frame: [frames, spp, rows, cols].
-    let plane = rows * cols;
-    let mut pixels = vec![0f32; n];
-    for f in 0..frames {
+    let (plane, spp) = (l.rows * l.cols, l.spp);
+    let mut pixels = vec![0f32; plane * spp * l.frames];
+    for f in 0..l.frames {
         for s in 0..spp {
             for p in 0..plane {
                 let src = if planar || spp == 1 {
@@ -458,42 +744,11 @@ pub(crate) fn parse_dicom(path: &Path, bytes: &[u8]) -> Result<DicomImage> {
                 } else {
                     f * spp * plane + p * spp + s
                 };
-                pixels[f * spp * plane + s * plane + p] = decode(src);
+                pixels[f * spp * plane + s * plane + p] = value(words[src]);
             }
         }
     }
-    let num = |tag: Tag| values.get(&tag).and_then(|v| first_number(v));
-    let window = match (num(WINDOW_CENTER), num(WINDOW_WIDTH)) {
-        (Some(c), Some(w)) if w > 0.0 => Some((c, w)),
-        _ => None,
-    };
-    Ok(DicomImage {
-        rows,
-        cols,
-        frames,
-        samples_per_pixel: spp,
-        photometric: values
-            .get(&PHOTOMETRIC)
-            .map(|v| text(v))
-            .unwrap_or_default(),
-        modality: values.get(&MODALITY).map(|v| text(v)).unwrap_or_default(),
-        rescale_slope: num(SLOPE).filter(|s| *s != 0.0).unwrap_or(1.0),
-        rescale_intercept: num(INTERCEPT).unwrap_or(0.0),
-        window,
-        pixels,
-    })
-}
-
-fn ts_name(uid: &str) -> &'static str {
-    match uid {
-        "1.2.840.10008.1.2.4.50" => "JPEG baseline",
-        "1.2.840.10008.1.2.4.51" => "JPEG extended",
-        "1.2.840.10008.1.2.4.57" | "1.2.840.10008.1.2.4.70" => "JPEG lossless",
-        "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => "JPEG-LS",
-        "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => "JPEG 2000",
-        "1.2.840.10008.1.2.5" => "RLE lossless",
-        _ => "unknown or compressed",
-    }
+    pixels
 }
 
 /// Options for [`write_dicom`] (a fixture writer for tests and examples).
@@ -506,6 +761,8 @@ pub struct DicomWriteOptions {
     pub rescale_intercept: f64,
     /// Signed (pixel representation 1) 16-bit samples.
     pub signed: bool,
+    /// Slice position, orientation, spacing, instance number and series UID (written where set).
+    pub geometry: SliceGeometry,
 }
 
 impl Default for DicomWriteOptions {
@@ -516,59 +773,56 @@ impl Default for DicomWriteOptions {
             rescale_slope: 1.0,
             rescale_intercept: -1024.0,
             signed: false,
+            geometry: SliceGeometry::default(),
         }
     }
 }
 
-/// Writes a single-frame 16-bit monochrome DICOM file (Part 10, with preamble and file meta). The
-/// data set also holds a small sequence, so readers must skip one. Values are stored as given
-/// (`pixels` is `[rows, cols]`, row-major).
-pub fn write_dicom(
-    path: &Path,
-    rows: usize,
-    cols: usize,
-    pixels: &[i32],
-    opts: &DicomWriteOptions,
-) -> Result<()> {
-    if pixels.len() != rows * cols || rows > u16::MAX as usize || cols > u16::MAX as usize {
-        return Err(DataError::invalid(
-            "DICOM pixels",
-            format!(
-                "{}: {} values for {rows}x{cols}",
-                path.display(),
-                pixels.len()
-            ),
-        ));
+fn pad(mut v: Vec<u8>, with: u8) -> Vec<u8> {
+    if v.len() % 2 == 1 {
+        v.push(with);
     }
-    fn pad(mut v: Vec<u8>, with: u8) -> Vec<u8> {
-        if v.len() % 2 == 1 {
-            v.push(with);
-        }
-        v
-    }
-    fn elem(out: &mut Vec<u8>, explicit: bool, tag: Tag, vr: &[u8; 2], value: &[u8]) {
-        out.extend_from_slice(&tag.0.to_le_bytes());
-        out.extend_from_slice(&tag.1.to_le_bytes());
-        if explicit {
-            out.extend_from_slice(vr);
-            if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
-                out.extend_from_slice(&[0, 0]);
-                out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-            } else {
-                out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-            }
-        } else {
+    v
+}
+
+fn elem(out: &mut Vec<u8>, explicit: bool, tag: Tag, vr: &[u8; 2], value: &[u8]) {
+    out.extend_from_slice(&tag.0.to_le_bytes());
+    out.extend_from_slice(&tag.1.to_le_bytes());
+    if explicit {
+        out.extend_from_slice(vr);
+        if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
+            out.extend_from_slice(&[0, 0]);
             out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        } else {
+            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
         }
-        out.extend_from_slice(value);
-    }
-    let s = |t: &str| pad(t.as_bytes().to_vec(), b' ');
-    let uid = |t: &str| pad(t.as_bytes().to_vec(), 0);
-    let ts = if opts.explicit {
-        EXPLICIT_LE
     } else {
-        IMPLICIT_LE
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    out.extend_from_slice(value);
+}
+
+/// A text value padded to even length with spaces.
+fn cs(t: &str) -> Vec<u8> {
+    pad(t.as_bytes().to_vec(), b' ')
+}
+
+/// A decimal string (DS) of several values; each at most 16 characters as the standard asks.
+fn ds(values: &[f64]) -> Vec<u8> {
+    let one = |v: f64| {
+        let s = format!("{v}");
+        if s.len() <= 16 { s } else { format!("{v:.9e}") }
     };
+    cs(&values
+        .iter()
+        .map(|&v| one(v))
+        .collect::<Vec<_>>()
+        .join("\\"))
+}
+
+/// The file preamble, `DICM` and the file meta information of a CT image in transfer syntax `ts`.
+fn file_meta(ts: &str) -> Vec<u8> {
+    let uid = |t: &str| pad(t.as_bytes().to_vec(), 0);
     let mut meta = Vec::new();
     elem(&mut meta, true, (0x0002, 0x0001), b"OB", &[0, 1]);
     elem(
@@ -596,8 +850,60 @@ pub fn write_dicom(
         &(meta.len() as u32).to_le_bytes(),
     );
     out.extend_from_slice(&meta);
+    out
+}
+
+/// The slice geometry elements of group 0018/0020 that are set (in tag order).
+fn geometry_elements(out: &mut Vec<u8>, ex: bool, g: &SliceGeometry) {
+    if let Some(t) = g.slice_thickness {
+        elem(out, ex, SLICE_THICKNESS, b"DS", &ds(&[t]));
+    }
+    if let Some(t) = g.spacing_between_slices {
+        elem(out, ex, SLICE_SPACING, b"DS", &ds(&[t]));
+    }
+    if !g.series_uid.is_empty() {
+        elem(
+            out,
+            ex,
+            SERIES_UID,
+            b"UI",
+            &pad(g.series_uid.as_bytes().to_vec(), 0),
+        );
+    }
+    if let Some(n) = g.instance_number {
+        elem(out, ex, INSTANCE_NUMBER, b"IS", &cs(&n.to_string()));
+    }
+    if let Some(p) = g.position {
+        elem(out, ex, POSITION, b"DS", &ds(&p));
+    }
+    if let Some(o) = g.orientation {
+        elem(out, ex, ORIENTATION, b"DS", &ds(&o));
+    }
+}
+
+/// Writes a single-frame 16-bit monochrome DICOM file (Part 10, with preamble and file meta). The
+/// data set also holds a small sequence, so readers must skip one. Values are stored as given
+/// (`pixels` is `[rows, cols]`, row-major).
+pub fn write_dicom(
+    path: &Path,
+    rows: usize,
+    cols: usize,
+    pixels: &[i32],
+    opts: &DicomWriteOptions,
+) -> Result<()> {
+    if pixels.len() != rows * cols || rows > u16::MAX as usize || cols > u16::MAX as usize {
+        return Err(DataError::invalid(
+            "DICOM pixels",
+            format!(
+                "{}: {} values for {rows}x{cols}",
+                path.display(),
+                pixels.len()
+            ),
+        ));
+    }
     let ex = opts.explicit;
-    elem(&mut out, ex, MODALITY, b"CS", &s(&opts.modality));
+    let mut out = file_meta(if ex { EXPLICIT_LE } else { IMPLICIT_LE });
+    elem(&mut out, ex, MODALITY, b"CS", &cs(&opts.modality));
     // A sequence of undefined length with one undefined-length item, to exercise skipping.
     out.extend_from_slice(&0x0008u16.to_le_bytes());
     out.extend_from_slice(&0x1140u16.to_le_bytes());
@@ -607,37 +913,36 @@ pub fn write_dicom(
     out.extend_from_slice(&0xffff_ffffu32.to_le_bytes());
     out.extend_from_slice(&[0xfe, 0xff, 0x00, 0xe0]);
     out.extend_from_slice(&0xffff_ffffu32.to_le_bytes());
-    elem(&mut out, ex, (0x0008, 0x1150), b"UI", &uid("1.2.3"));
-    out.extend_from_slice(&[0xfe, 0xff, 0x0d, 0xe0, 0, 0, 0, 0]);
-    out.extend_from_slice(&[0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
-    elem(&mut out, ex, SPP, b"US", &1u16.to_le_bytes());
-    elem(&mut out, ex, PHOTOMETRIC, b"CS", &s("MONOCHROME2"));
-    elem(&mut out, ex, ROWS, b"US", &(rows as u16).to_le_bytes());
-    elem(&mut out, ex, COLS, b"US", &(cols as u16).to_le_bytes());
-    elem(&mut out, ex, BITS_ALLOC, b"US", &16u16.to_le_bytes());
-    elem(&mut out, ex, BITS_STORED, b"US", &16u16.to_le_bytes());
-    elem(&mut out, ex, (0x0028, 0x0102), b"US", &15u16.to_le_bytes());
     elem(
         &mut out,
         ex,
-        PIXEL_REPR,
-        b"US",
-        &(opts.signed as u16).to_le_bytes(),
+        (0x0008, 0x1150),
+        b"UI",
+        &pad(b"1.2.3".to_vec(), 0),
     );
+    out.extend_from_slice(&[0xfe, 0xff, 0x0d, 0xe0, 0, 0, 0, 0]);
+    out.extend_from_slice(&[0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
+    geometry_elements(&mut out, ex, &opts.geometry);
+    elem(&mut out, ex, SPP, b"US", &1u16.to_le_bytes());
+    elem(&mut out, ex, PHOTOMETRIC, b"CS", &cs("MONOCHROME2"));
+    elem(&mut out, ex, ROWS, b"US", &(rows as u16).to_le_bytes());
+    elem(&mut out, ex, COLS, b"US", &(cols as u16).to_le_bytes());
+    if let Some(s) = opts.geometry.pixel_spacing {
+        elem(&mut out, ex, PIXEL_SPACING, b"DS", &ds(&s));
+    }
+    elem(&mut out, ex, BITS_ALLOC, b"US", &16u16.to_le_bytes());
+    elem(&mut out, ex, BITS_STORED, b"US", &16u16.to_le_bytes());
+    elem(&mut out, ex, (0x0028, 0x0102), b"US", &15u16.to_le_bytes());
+    let repr = (opts.signed as u16).to_le_bytes();
+    elem(&mut out, ex, PIXEL_REPR, b"US", &repr);
     elem(
         &mut out,
         ex,
         INTERCEPT,
         b"DS",
-        &s(&format!("{}", opts.rescale_intercept)),
+        &ds(&[opts.rescale_intercept]),
     );
-    elem(
-        &mut out,
-        ex,
-        SLOPE,
-        b"DS",
-        &s(&format!("{}", opts.rescale_slope)),
-    );
+    elem(&mut out, ex, SLOPE, b"DS", &ds(&[opts.rescale_slope]));
     let mut px = Vec::with_capacity(pixels.len() * 2);
     for &v in pixels {
         let v = if opts.signed {

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use image::DynamicImage;
 use serde::Serialize;
@@ -232,7 +233,7 @@ fn decode_picture(path: &Path, bytes: &[u8]) -> Result<DynamicImage> {
     image::load_from_memory(bytes).map_err(|e| DataError::image(path, e.to_string()))
 }
 
-fn nifti_slice(path: &Path, slice: Option<SliceRef>) -> Result<nifti::Slice> {
+fn nifti_slice(path: &Path, slice: Option<SliceRef>) -> Result<(Arc<nifti::Volume>, SliceRef)> {
     let vol = nifti::cached_volume(path)?;
     let s = match slice {
         Some(s) => s,
@@ -247,7 +248,28 @@ fn nifti_slice(path: &Path, slice: Option<SliceRef>) -> Result<nifti::Slice> {
             ));
         }
     };
-    vol.slice(path, s.axis as usize, s.index)
+    Ok((vol, s))
+}
+
+/// A slice of a NIfTI volume as a picture in [0, 1]: laid out for display ([`nifti::Volume::slice`]),
+/// rescaled (`scl_slope`/`scl_inter`) and mapped through `opts`' window. [`read_image`] takes NIfTI
+/// slices through it, and so does [`crate::volume::ScanVolume`]: training, evaluation and inference
+/// see the same pixels.
+pub fn nifti_plane(
+    vol: &nifti::Volume,
+    path: &Path,
+    slice: SliceRef,
+    opts: &DecodeOptions,
+) -> Result<Plane> {
+    let s = vol.slice(path, slice.axis as usize, slice.index)?;
+    let mut data = s.scaled();
+    window_or_min_max(&mut data, opts.window);
+    Ok(Plane {
+        channels: 1,
+        width: s.width,
+        height: s.height,
+        data,
+    })
 }
 
 fn min_max_map(v: &mut [f32]) {
@@ -274,15 +296,8 @@ fn window_or_min_max(v: &mut [f32], window: Option<Window>) {
 pub fn read_image(path: &Path, slice: Option<SliceRef>, opts: &DecodeOptions) -> Result<Plane> {
     match open_source(path)? {
         Source::Nifti => {
-            let s = nifti_slice(path, slice)?;
-            let mut data = s.scaled();
-            window_or_min_max(&mut data, opts.window);
-            Ok(Plane {
-                channels: 1,
-                width: s.width,
-                height: s.height,
-                data,
-            })
+            let (vol, s) = nifti_slice(path, slice)?;
+            nifti_plane(&vol, path, s, opts)
         }
         Source::Dicom(bytes) => decode_dicom(path, &bytes, slice, opts),
         Source::Picture(bytes) => Ok(picture_to_plane(decode_picture(path, &bytes)?)),
@@ -305,9 +320,20 @@ pub fn decode_image_bytes(
         )
     };
     if dicom::has_dicom_magic(bytes) {
-        let d = dicom::parse_dicom(name, bytes)?;
-        if (d.rows as u64) * (d.cols as u64) > max_pixels {
-            return Err(too_big(d.cols as u64, d.rows as u64));
+        // The header only: compressed pixels are decoded once, after the size check.
+        let d = dicom::parse_dicom_header(name, bytes)?;
+        let frames = d.frames.max(1) as u64;
+        if (d.rows as u64) * (d.cols as u64) * frames > max_pixels {
+            return Err(match frames {
+                1 => too_big(d.cols as u64, d.rows as u64),
+                f => DataError::image(
+                    name,
+                    format!(
+                        "{f} frames of {}x{} pixels are more than the limit of {max_pixels}",
+                        d.cols, d.rows
+                    ),
+                ),
+            });
         }
         return decode_dicom(name, bytes, None, opts);
     }
@@ -410,7 +436,8 @@ fn picture_to_plane(img: DynamicImage) -> Plane {
 pub fn read_mask(path: &Path, slice: Option<SliceRef>) -> Result<RawMask> {
     match open_source(path)? {
         Source::Nifti => {
-            let s = nifti_slice(path, slice)?;
+            let (vol, at) = nifti_slice(path, slice)?;
+            let s = vol.slice(path, at.axis as usize, at.index)?;
             Ok(RawMask {
                 width: s.width,
                 height: s.height,

@@ -21,6 +21,9 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! A CT volume (a NIfTI file or a DICOM series folder, [`tgcnet_data::ScanVolume`]) is segmented slice
+//! by slice with [`Segmenter::segment_volume`] ([`volume`]), into a mask volume with the input's geometry.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -36,6 +39,9 @@ use tgcnet_data::{
 use tgcnet_model::{CaptionEncoder, TgcNet, TgcNetConfig};
 
 pub use tgcnet_train::evaluate::{heatmap, overlay};
+pub use volume::{VolumeOptions, VolumeSegmentation, overlay_strip};
+
+pub mod volume;
 
 /// Errors of inference; each names what it is about.
 #[derive(Debug, thiserror::Error)]
