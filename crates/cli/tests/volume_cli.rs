@@ -182,10 +182,10 @@ fn volumes_in_mask_volumes_out() {
         voxels.contains(&1.0),
         "the trained model found no lesion at all"
     );
-    for k in 0..6 {
+    for (k, picture) in pictures.iter().enumerate() {
         // Displayed slice k of the input is phantom picture k (the layout round trip) ...
         let shown = input.slice(&scan, 2, k).expect("slice").raw;
-        assert!(shown.iter().zip(pictures[k]).all(|(&a, &b)| a == b as f32));
+        assert!(shown.iter().zip(*picture).all(|(&a, &b)| a == b as f32));
         // ... and the mask's displayed slice k is that picture's segmentation.
         let m: Vec<u8> = mask
             .slice(&out, 2, k)

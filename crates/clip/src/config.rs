@@ -8,39 +8,60 @@ use std::path::Path;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
+    /// `x·σ(1.702x)`, the approximation OpenAI's CLIP was trained with.
     #[default]
     QuickGelu,
+    /// Exact (erf) GELU.
     Gelu,
 }
 
+/// Sizes of the vision tower (a ViT).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClipVisionConfig {
+    /// Input side in pixels the position table was trained for (other sizes resize it).
     pub image_size: usize,
+    /// Side of a square patch in pixels.
     pub patch_size: usize,
+    /// Token width.
     pub width: usize,
+    /// Transformer blocks.
     pub layers: usize,
+    /// Attention heads per block.
     pub heads: usize,
+    /// Hidden width of each block's MLP.
     pub mlp_dim: usize,
 }
 
+/// Sizes of the text tower.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClipTextConfig {
+    /// Number of BPE tokens (with the start and end tokens).
     pub vocab_size: usize,
+    /// Longest token sequence, start and end tokens included (the position table's length).
     pub context_length: usize,
+    /// Token width.
     pub width: usize,
+    /// Transformer blocks.
     pub layers: usize,
+    /// Attention heads per block.
     pub heads: usize,
+    /// Hidden width of each block's MLP.
     pub mlp_dim: usize,
 }
 
+/// Sizes of both CLIP towers and the joint embedding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClipConfig {
     /// Dimension of the joint image-text space (both projections land here).
     pub embed_dim: usize,
+    /// The vision tower.
     pub vision: ClipVisionConfig,
+    /// The text tower.
     pub text: ClipTextConfig,
+    /// The MLP activation of both towers.
     #[serde(default)]
     pub activation: Activation,
+    /// Epsilon of every layer norm.
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
 }
@@ -50,9 +71,11 @@ fn default_eps() -> f64 {
 }
 
 impl ClipVisionConfig {
+    /// Patches per side at [`Self::image_size`].
     pub fn grid(&self) -> usize {
         self.image_size / self.patch_size
     }
+    /// Patch tokens plus the class token.
     pub fn num_positions(&self) -> usize {
         self.grid() * self.grid() + 1
     }
@@ -72,6 +95,7 @@ impl ClipConfig {
         Self::openai(14, 224, 1024, 24, 768, 768, 12)
     }
 
+    /// A preset by name (`ViT-B/16`, `vit-b-32`, `vitl14`, …; case, `-`, `/` and `_` ignored).
     pub fn preset(name: &str) -> Option<Self> {
         match name
             .to_ascii_lowercase()
@@ -133,6 +157,7 @@ impl ClipConfig {
         })
     }
 
+    /// Reads a config from its JSON value in any of [`Self::from_file`]'s layouts; the error is a message.
     pub fn from_json(json: &serde_json::Value) -> std::result::Result<Self, String> {
         if json.get("vision_config").is_some() {
             return Self::from_hf(json);

@@ -1,46 +1,89 @@
+//! The error type of the CLIP crate.
+
 use std::path::PathBuf;
 
 /// Errors of the CLIP crate. Every variant names the file or key it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum ClipError {
+    /// A file or directory operation failed.
     #[error("{path}: {error}")]
     Io {
+        /// The file.
         path: PathBuf,
         /// Shown in the message, and deliberately not the error's `source()`: a report printing the
         /// whole chain would repeat the OS message.
         error: std::io::Error,
     },
+    /// A file that is not valid safetensors.
     #[error("{path}: not a valid safetensors file: {message}")]
-    Safetensors { path: PathBuf, message: String },
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A CLIP config that cannot be read or describes an unsupported model.
     #[error("{path}: invalid CLIP config: {message}")]
-    Config { path: PathBuf, message: String },
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A weight file lacks a tensor the model needs.
     #[error("{path}: missing tensor `{key}` (expected shape {expected:?})")]
     MissingKey {
+        /// The file.
         path: PathBuf,
+        /// The tensor's key.
         key: String,
+        /// The shape the model expects.
         expected: Vec<usize>,
     },
+    /// A tensor whose shape differs from the model's parameter.
     #[error("{path}: tensor `{key}` has shape {found:?}, the model expects {expected:?}")]
     ShapeMismatch {
+        /// The file.
         path: PathBuf,
+        /// The tensor's key.
         key: String,
+        /// The shape the model expects.
         expected: Vec<usize>,
+        /// The shape in the file.
         found: Vec<usize>,
     },
+    /// A weight file has tensors the model does not use (a wrong or mismatched file).
     #[error("{path}: unknown weight key(s) not used by the model: {keys:?}")]
-    UnusedKeys { path: PathBuf, keys: Vec<String> },
+    UnusedKeys {
+        /// The file.
+        path: PathBuf,
+        /// The unused keys.
+        keys: Vec<String>,
+    },
+    /// A tensor of a dtype we do not read.
     #[error("{path}: tensor `{key}` has unsupported dtype {dtype}")]
     Dtype {
+        /// The file.
         path: PathBuf,
+        /// The tensor's key.
         key: String,
+        /// The dtype in the file.
         dtype: String,
     },
+    /// An image that cannot be decoded.
     #[error("{path}: cannot read image: {message}")]
-    Image { path: PathBuf, message: String },
+    Image {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The tokenizer's vocabulary or merges are malformed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
 }
 
+/// This crate's result.
 pub type Result<T> = std::result::Result<T, ClipError>;
 
 impl ClipError {

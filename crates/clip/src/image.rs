@@ -8,7 +8,9 @@ use image::{DynamicImage, RgbImage};
 
 use crate::error::{ClipError, Result};
 
+/// Per-channel mean (RGB) CLIP normalises pixels in [0, 1] with.
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// Per-channel standard deviation (RGB) CLIP normalises pixels in [0, 1] with.
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// Decodes a PNG or JPEG file (8/16-bit, gray or colour) into 8-bit RGB.

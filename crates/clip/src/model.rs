@@ -17,9 +17,13 @@ use tgcnet_kernels::linear;
 /// HF `CLIPModel` minus `logit_scale`: field names are HF's keys.
 #[derive(Module, Debug)]
 pub struct Clip {
+    /// The vision tower.
     pub vision_model: ClipVisionTransformer,
+    /// Vision features (pooled class token) into the joint space.
     pub visual_projection: Linear,
+    /// The text tower.
     pub text_model: ClipTextTransformer,
+    /// Text features (pooled end token) into the joint space.
     pub text_projection: Linear,
 }
 
@@ -41,6 +45,7 @@ pub enum Layout {
 }
 
 impl Clip {
+    /// Randomly initialised towers and projections of `cfg`'s sizes.
     pub fn new(cfg: &ClipConfig, device: &Device) -> Self {
         Self {
             vision_model: ClipVisionTransformer::new(cfg, device),

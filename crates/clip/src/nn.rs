@@ -16,16 +16,23 @@ use crate::config::Activation;
 /// (SSE, DATE) put adapters inside a frozen tower without the tower knowing about them.
 pub type LayerHook<'a> = &'a dyn Fn(usize, Tensor<3>) -> Tensor<3>;
 
+/// Multi-head self-attention (HF `CLIPAttention`).
 #[derive(Module, Debug)]
 pub struct ClipAttention {
+    /// Query projection.
     pub q_proj: Linear,
+    /// Key projection.
     pub k_proj: Linear,
+    /// Value projection.
     pub v_proj: Linear,
+    /// Output projection.
     pub out_proj: Linear,
+    /// Number of heads; the width is split evenly among them.
     pub num_heads: usize,
 }
 
 impl ClipAttention {
+    /// Randomly initialised attention of `width` channels in `heads` heads.
     pub fn new(width: usize, heads: usize, device: &Device) -> Self {
         let lin = || LinearConfig::new(width, width).init(device);
         Self {
@@ -55,10 +62,14 @@ impl ClipAttention {
     }
 }
 
+/// The block's MLP: `fc2(act(fc1(x)))`.
 #[derive(Module, Debug)]
 pub struct ClipMlp {
+    /// Expansion to the hidden width.
     pub fc1: Linear,
+    /// Projection back to the token width.
     pub fc2: Linear,
+    /// QuickGELU instead of exact GELU ([`Activation`]).
     pub quick_gelu: bool,
 }
 
@@ -76,11 +87,16 @@ impl ClipMlp {
     }
 }
 
+/// One pre-LN transformer block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.
 #[derive(Module, Debug)]
 pub struct ClipEncoderLayer {
+    /// Self-attention.
     pub self_attn: ClipAttention,
+    /// Layer norm before the attention.
     pub layer_norm1: LayerNorm,
+    /// The MLP.
     pub mlp: ClipMlp,
+    /// Layer norm before the MLP.
     pub layer_norm2: LayerNorm,
     /// The layer norms' epsilon (burn keeps the module's own private; the fused kernel needs it).
     pub ln_eps: f64,
@@ -96,19 +112,23 @@ impl ClipEncoderLayer {
     }
 }
 
+/// A stack of transformer blocks.
 #[derive(Module, Debug)]
 pub struct ClipEncoder {
+    /// The blocks, in order.
     pub layers: Vec<ClipEncoderLayer>,
 }
 
 /// The encoder's result: the last block's output and the outputs of the requested blocks.
 pub struct EncoderOutput {
+    /// The last block's output.
     pub last: Tensor<3>,
     /// One per requested tap, in the order asked.
     pub taps: Vec<Tensor<3>>,
 }
 
 impl ClipEncoder {
+    /// Randomly initialised blocks of the given sizes.
     pub fn new(
         width: usize,
         layers: usize,

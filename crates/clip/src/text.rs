@@ -7,16 +7,23 @@ use burn::tensor::{Device, Int, Tensor};
 use crate::config::ClipConfig;
 use crate::nn::{ClipEncoder, LayerHook};
 
+/// Token and position embeddings of the text tower (HF `CLIPTextEmbeddings`).
 #[derive(Module, Debug)]
 pub struct ClipTextEmbeddings {
+    /// One row per BPE token.
     pub token_embedding: Embedding,
+    /// One row per position, up to the context length.
     pub position_embedding: Embedding,
 }
 
+/// HF `CLIPTextTransformer`: embeddings, causal transformer, final layer norm.
 #[derive(Module, Debug)]
 pub struct ClipTextTransformer {
+    /// Token and position embeddings.
     pub embeddings: ClipTextEmbeddings,
+    /// The transformer blocks (causal attention).
     pub encoder: ClipEncoder,
+    /// Layer norm of the last block's output.
     pub final_layer_norm: LayerNorm,
     /// `final_layer_norm`'s epsilon (burn keeps the module's own private; the fused kernel needs it).
     pub ln_eps: f64,
@@ -33,6 +40,7 @@ pub struct TextOutput {
 }
 
 impl ClipTextTransformer {
+    /// A randomly initialised text tower of `cfg.text`'s sizes.
     pub fn new(cfg: &ClipConfig, device: &Device) -> Self {
         let t = &cfg.text;
         Self {

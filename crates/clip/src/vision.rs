@@ -11,11 +11,16 @@ use burn::tensor::{Device, Distribution, Tensor};
 use crate::config::{ClipConfig, ClipVisionConfig};
 use crate::nn::{ClipEncoder, LayerHook};
 
+/// Class token, patch and position embeddings of the vision tower (HF `CLIPVisionEmbeddings`).
 #[derive(Module, Debug)]
 pub struct ClipVisionEmbeddings {
+    /// The class token's embedding.
     pub class_embedding: Param<Tensor<1>>,
+    /// Patches to tokens: a convolution with kernel and stride of the patch size (no bias).
     pub patch_embedding: Conv2d,
+    /// One row per position of the trained grid, class token first (resized for other grids).
     pub position_embedding: Embedding,
+    /// Side of a patch in pixels.
     pub patch_size: usize,
 }
 
@@ -96,9 +101,13 @@ impl ClipVisionEmbeddings {
 /// HF `CLIPVisionTransformer` (the field `pre_layrnorm` keeps HF's spelling so that keys match).
 #[derive(Module, Debug)]
 pub struct ClipVisionTransformer {
+    /// Class token, patch and position embeddings.
     pub embeddings: ClipVisionEmbeddings,
+    /// Layer norm before the transformer.
     pub pre_layrnorm: LayerNorm,
+    /// The transformer blocks.
     pub encoder: ClipEncoder,
+    /// Layer norm of the class token's output.
     pub post_layernorm: LayerNorm,
     /// The layer norms' epsilon (burn keeps the module's own private; the fused kernel needs it).
     pub ln_eps: f64,
@@ -117,6 +126,7 @@ pub struct VisionOutput {
 }
 
 impl ClipVisionTransformer {
+    /// A randomly initialised vision tower of `cfg.vision`'s sizes.
     pub fn new(cfg: &ClipConfig, device: &Device) -> Self {
         let v: &ClipVisionConfig = &cfg.vision;
         let ln = || {

@@ -17,11 +17,14 @@ use crate::error::{ClipError, Result};
 /// A host tensor: row-major f32 values and a shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostTensor {
+    /// Dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// Values, row-major.
     pub data: Vec<f32>,
 }
 
 impl HostTensor {
+    /// A tensor of `shape` holding `data` (their sizes must agree).
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
         Self { shape, data }
@@ -51,7 +54,9 @@ impl HostTensor {
 /// Tensors by name, as read from a file; records which names were taken.
 #[derive(Debug, Default)]
 pub struct TensorMap {
+    /// The file the tensors were read from (named in errors).
     pub source: PathBuf,
+    /// The tensors, by key.
     pub tensors: BTreeMap<String, HostTensor>,
 }
 
@@ -76,6 +81,7 @@ impl TensorMap {
             .unwrap_or_default())
     }
 
+    /// Parses safetensors bytes like [`Self::read_safetensors`]; `path` is only for messages.
     pub fn from_safetensors_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes).map_err(|e| ClipError::Safetensors {
             path: path.into(),
@@ -291,7 +297,9 @@ impl ModuleMapper for Loader<'_> {
 /// Summary of a load: keys taken and parameters left at their initial values.
 #[derive(Debug, Default)]
 pub struct LoadReport {
+    /// Keys of the map that were loaded into a parameter.
     pub used: BTreeSet<String>,
+    /// Parameters left at their initial values (allowed missing), with their shapes.
     pub missing: Vec<(String, Vec<usize>)>,
 }
 

@@ -198,7 +198,9 @@ pub fn number_word(n: u32) -> String {
 pub enum Laterality {
     /// "No pulmonary infection".
     None,
+    /// One lung infected.
     Unilateral,
+    /// Both lungs infected.
     Bilateral,
 }
 
@@ -206,6 +208,7 @@ pub enum Laterality {
 /// from the text. Every field is `None` where it is not known.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CaptionMeta {
+    /// Whether one lung, both or none is infected.
     pub laterality: Option<Laterality>,
     /// Number of infected areas as stated ("two infected areas" → 2).
     pub areas: Option<u32>,

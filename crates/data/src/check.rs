@@ -30,8 +30,11 @@ use crate::imageio::{DecodeOptions, read_image, read_mask};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// The data cannot be used as it is (training or evaluation would fail or be wrong).
     Error,
+    /// Probably a mistake; the data can still be used.
     Warning,
+    /// Worth knowing; nothing is wrong.
     Info,
 }
 
@@ -39,22 +42,39 @@ pub enum Severity {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IssueKind {
+    /// The dataset, or a split of it, has no samples.
     NoSamples,
+    /// A folder the annotations point into does not exist.
     MissingFolder,
+    /// An image or mask the annotations name does not exist (a case-only variant is reported if one does).
     MissingFile,
+    /// An image or mask could not be decoded.
     Unreadable,
+    /// A mask's size differs from its image's.
     SizeMismatch,
+    /// A mask has values other than background and one foreground value.
     NonBinaryMask,
+    /// A mask has no foreground.
     EmptyMask,
+    /// A sample has an empty caption.
     EmptyCaption,
+    /// An image is listed twice with the same caption.
     DuplicateEntry,
+    /// An image is listed twice with different captions.
     ConflictingCaptions,
+    /// The same image belongs to two splits.
     ImageInTwoSplits,
+    /// File names that differ only in case (they collide on case-insensitive file systems).
     CaseOnlyDifference,
+    /// A patient has images in more than one split (a leak that inflates validation scores).
     PatientOverlap,
+    /// A caption's stated laterality contradicts the sides it names ("unilateral" with both lungs, …).
     LateralityContradiction,
+    /// The masks show the other side convention than the one expected ([`CheckOptions::expected_laterality`]).
     LateralityConvention,
+    /// The annotation's structured fields (laterality, areas, zones) disagree with its caption.
     AnnotationMismatch,
+    /// Files in the data folders that no annotation references.
     UnreferencedFiles,
 }
 
@@ -98,9 +118,13 @@ impl PartialEq<&str> for IssueKind {
 /// One problem found.
 #[derive(Clone, Debug, Serialize)]
 pub struct Issue {
+    /// How serious it is.
     pub severity: Severity,
+    /// What kind of problem it is.
     pub kind: IssueKind,
+    /// The split it was found in; `None` for dataset-wide issues.
     pub split: Option<String>,
+    /// The file concerned, if one is.
     pub file: Option<PathBuf>,
     /// Row or key in the annotation file, e.g. "Train_text.xlsx: row 12".
     pub location: Option<String>,
@@ -135,6 +159,7 @@ pub struct CheckOptions {
     pub decode: bool,
     /// Decoding threads (0: all cores).
     pub workers: usize,
+    /// How images and masks are decoded (CT window, DICOM handling).
     pub decode_options: DecodeOptions,
     /// Examples listed per issue kind in the text report.
     pub examples: usize,
@@ -158,24 +183,35 @@ impl Default for CheckOptions {
 /// Caption statistics of a set of samples.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Vocabulary {
+    /// Number of captions.
     pub captions: usize,
+    /// Distinct captions, as written.
     pub distinct_captions: usize,
     /// Distinct captions after [`normalize_caption`].
     pub distinct_normalized: usize,
     /// Captions that [`normalize_caption`] changes.
     pub changed_by_normalization: usize,
+    /// Empty captions.
     pub empty_captions: usize,
+    /// Words over all captions.
     pub total_words: usize,
+    /// Distinct words (lower case).
     pub distinct_words: usize,
+    /// Mean words per caption.
     pub mean_words: f64,
+    /// Words in the longest caption.
     pub max_words: usize,
     /// The most frequent words (lower case) with their counts.
     pub top_words: Vec<(String, usize)>,
     /// The most frequent captions with their counts.
     pub top_captions: Vec<(String, usize)>,
+    /// Captions that describe one lung.
     pub unilateral: usize,
+    /// Captions that describe both lungs.
     pub bilateral: usize,
+    /// Captions that state no infection.
     pub no_infection: usize,
+    /// Captions whose laterality cannot be read from them.
     pub laterality_unknown: usize,
     /// Stated number of infected areas → number of samples ("?" when not stated).
     pub infected_areas: BTreeMap<String, usize>,
@@ -255,50 +291,68 @@ impl Vocabulary {
 /// Per-split summary.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SplitSummary {
+    /// Split name.
     pub name: String,
+    /// Samples listed in the split.
     pub samples: usize,
+    /// Samples that name a mask.
     pub with_mask: usize,
+    /// Images that exist on disk.
     pub images_found: usize,
+    /// Masks that exist on disk.
     pub masks_found: usize,
     /// Images decoded without error.
     pub images_decoded: usize,
     /// "WxH" → count.
     pub image_sizes: BTreeMap<String, usize>,
+    /// Decoded masks without foreground.
     pub empty_masks: usize,
+    /// Decoded masks that are not cleanly binary.
     pub non_binary_masks: usize,
     /// Median fraction of foreground pixels over the decoded masks.
     pub foreground_median: Option<f64>,
     /// Which half of the image one-sided captions' masks lie in (the side convention).
     pub sides: SideEvidence,
+    /// Caption statistics of the split.
     pub vocabulary: Vocabulary,
 }
 
 /// The result of [`check`].
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckReport {
+    /// The dataset root.
     pub path: PathBuf,
+    /// The layout the dataset was read as.
     pub format: Format,
+    /// One summary per split.
     pub splits: Vec<SplitSummary>,
     /// Caption statistics over all splits.
     pub vocabulary: Vocabulary,
     /// Images whose names carry a patient id, and the patients shared between splits.
     pub patients_with_id: usize,
+    /// Distinct patient ids.
     pub patients: usize,
+    /// Patients with images in more than one split.
     pub patients_in_several_splits: usize,
     /// Histogram of mask values over the masks that are not cleanly binary.
     pub non_binary_mask_values: BTreeMap<i64, usize>,
     /// The side evidence of all splits together, and the convention it supports (None: too few
     /// one-sided captions with masks, or mixed).
     pub sides: SideEvidence,
+    /// The convention the masks support.
     pub laterality: Option<SideConvention>,
+    /// Issues of severity [`Severity::Error`].
     pub errors: usize,
+    /// Issues of severity [`Severity::Warning`].
     pub warnings: usize,
+    /// Every issue found, in the order found.
     pub issues: Vec<Issue>,
     #[serde(skip)]
     examples: usize,
 }
 
 impl CheckReport {
+    /// True when any issue is an error (`data check` then exits non-zero).
     pub fn has_errors(&self) -> bool {
         self.errors > 0
     }
@@ -370,6 +424,7 @@ pub struct SideEvidence {
     pub left_captions: usize,
     /// ... whose mask centroid lies in the image's left half.
     pub left_on_image_left: usize,
+    /// Captions naming only the right side (with a non-empty decoded mask).
     pub right_captions: usize,
     /// ... whose mask centroid lies in the image's right half.
     pub right_on_image_right: usize,

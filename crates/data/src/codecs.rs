@@ -97,9 +97,13 @@ pub fn unsupported(uid: &str) -> String {
 /// The size of one frame as the data set declares it.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameShape {
+    /// Rows of a frame.
     pub rows: usize,
+    /// Columns of a frame.
     pub cols: usize,
+    /// Samples per pixel.
     pub spp: usize,
+    /// Bits allocated per sample.
     pub bits_alloc: u32,
 }
 

@@ -48,6 +48,7 @@ pub enum Format {
 }
 
 impl Format {
+    /// Every format.
     pub const ALL: [Format; 4] = [
         Format::SgSeg,
         Format::Lvit,
@@ -55,6 +56,7 @@ impl Format {
         Format::Manifest,
     ];
 
+    /// The format's name, as `--format` accepts it and reports print it.
     pub fn name(self) -> &'static str {
         match self {
             Format::SgSeg => "sgseg",
@@ -90,7 +92,9 @@ impl FromStr for Format {
 /// Where a sample was defined: the annotation file and a location in it ("row 12", "train[3]").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SourceRef {
+    /// The annotation file.
     pub file: PathBuf,
+    /// Where in it, e.g. "row 12" or "train[3]".
     pub location: String,
 }
 
@@ -105,6 +109,7 @@ impl fmt::Display for SourceRef {
 pub struct Sample {
     /// Unique within a split: the image file stem (plus `#z{index}` for a volume slice).
     pub id: String,
+    /// The image (or volume, or DICOM file) the sample is read from.
     pub image_path: PathBuf,
     /// `None` for an inference-only sample.
     pub mask_path: Option<PathBuf>,
@@ -114,7 +119,9 @@ pub struct Sample {
     pub label: Option<u32>,
     /// The caption as published (not normalised; see [`Sample::text`]).
     pub caption: String,
+    /// What the annotation states about the caption, or what was parsed from it.
     pub meta: CaptionMeta,
+    /// Where the sample was defined.
     pub source: SourceRef,
 }
 
@@ -132,8 +139,11 @@ impl Sample {
 /// A dataset: its format, root directory and named splits.
 #[derive(Clone, Debug, Serialize)]
 pub struct Dataset {
+    /// The layout it was read as.
     pub format: Format,
+    /// The dataset root (image and mask paths are resolved against it).
     pub root: PathBuf,
+    /// Samples per split, keyed by canonical split name ([`canonical_split`]).
     pub splits: BTreeMap<String, Vec<Sample>>,
 }
 
@@ -195,6 +205,7 @@ impl Dataset {
         self.splits.values().map(Vec::len).sum()
     }
 
+    /// True when no split has a sample.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

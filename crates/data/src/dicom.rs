@@ -83,8 +83,11 @@ pub struct SliceGeometry {
     pub orientation: Option<[f64; 6]>,
     /// Pixel Spacing: (between rows, between columns).
     pub pixel_spacing: Option<[f64; 2]>,
+    /// Slice Thickness in millimetres.
     pub slice_thickness: Option<f64>,
+    /// Spacing Between Slices in millimetres.
     pub spacing_between_slices: Option<f64>,
+    /// Instance Number (the slice's place in the series as the scanner numbered it).
     pub instance_number: Option<i64>,
     /// Series Instance UID ("" when absent).
     pub series_uid: String,
@@ -93,29 +96,41 @@ pub struct SliceGeometry {
 /// A DICOM file's attributes without its pixels ([`read_dicom_header`]).
 #[derive(Debug, Clone)]
 pub struct DicomHeader {
+    /// Rows of a frame.
     pub rows: usize,
+    /// Columns of a frame.
     pub cols: usize,
+    /// Number of frames (1 for a single image).
     pub frames: usize,
+    /// Samples per pixel (1 for grey, 3 for colour).
     pub samples_per_pixel: usize,
+    /// E.g. "CT", "CR", "DX", "MR"; empty when absent.
     pub modality: String,
     /// The transfer syntax UID ("" for a file without meta information).
     pub transfer_syntax: String,
+    /// Where the slice lies in the patient.
     pub geometry: SliceGeometry,
 }
 
 /// A decoded DICOM image (all frames).
 #[derive(Debug, Clone)]
 pub struct DicomImage {
+    /// Rows of a frame.
     pub rows: usize,
+    /// Columns of a frame.
     pub cols: usize,
+    /// Number of frames (1 for a single image).
     pub frames: usize,
+    /// Samples per pixel (1 for grey, 3 for colour).
     pub samples_per_pixel: usize,
     /// E.g. "MONOCHROME2", "MONOCHROME1" (inverted grey scale), "RGB" (also for JPEG and JPEG 2000
     /// colour images written as YBR: their decoders return RGB).
     pub photometric: String,
     /// E.g. "CT", "CR", "DX", "MR"; empty when absent.
     pub modality: String,
+    /// Rescale Slope (1 when absent): modality value = stored × slope + intercept.
     pub rescale_slope: f64,
+    /// Rescale Intercept (0 when absent).
     pub rescale_intercept: f64,
     /// The file's first (center, width) window, when present.
     pub window: Option<(f64, f64)>,
@@ -123,6 +138,7 @@ pub struct DicomImage {
     pub pixels: Vec<f32>,
     /// The transfer syntax UID the file was written in ("" without meta information).
     pub transfer_syntax: String,
+    /// Where the slice lies in the patient.
     pub geometry: SliceGeometry,
 }
 
@@ -756,8 +772,11 @@ fn to_planar(words: &[u32], l: &Layout, planar: bool) -> Vec<f32> {
 pub struct DicomWriteOptions {
     /// Explicit VR little endian (true) or implicit VR little endian (false).
     pub explicit: bool,
+    /// The Modality attribute.
     pub modality: String,
+    /// Rescale Slope written.
     pub rescale_slope: f64,
+    /// Rescale Intercept written.
     pub rescale_intercept: f64,
     /// Signed (pixel representation 1) 16-bit samples.
     pub signed: bool,

@@ -13,42 +13,77 @@ use std::path::PathBuf;
 pub enum DataError {
     /// An I/O error (missing file, permission, truncated read).
     Io {
+        /// The file.
         path: PathBuf,
+        /// The OS error.
         error: std::io::Error,
     },
     /// A file that could not be decoded as an image (PNG, JPEG, DICOM, NIfTI).
-    Image { path: PathBuf, message: String },
+    Image {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A malformed table or annotation file (CSV, xlsx, JSON); `location` is e.g. "row 12, column `text`".
     Table {
+        /// The file.
         path: PathBuf,
+        /// Where in the file, e.g. "row 12, column `text`".
         location: String,
+        /// What is wrong.
         message: String,
     },
     /// A required column is missing from a table.
     MissingColumn {
+        /// The file.
         path: PathBuf,
+        /// The missing column.
         column: String,
+        /// The columns the table has.
         found: Vec<String>,
     },
     /// The dataset layout could not be recognised, or a forced format does not match.
-    Layout { path: PathBuf, message: String },
+    Layout {
+        /// The dataset root or annotation file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A split name that the dataset does not have.
     NoSplit {
+        /// The dataset root.
         path: PathBuf,
+        /// The split asked for.
         split: String,
+        /// The splits the dataset has.
         available: Vec<String>,
     },
     /// An image and its mask have different sizes (the error is about the mask).
     SizeMismatch {
+        /// The image file.
         image: PathBuf,
+        /// The mask file.
         mask: PathBuf,
+        /// The image's (width, height).
         image_size: (usize, usize),
+        /// The mask's (width, height).
         mask_size: (usize, usize),
     },
     /// A sample that has no mask where one is required (training; the error is about the image).
-    NoMask { id: String, image: PathBuf },
+    NoMask {
+        /// The sample id.
+        id: String,
+        /// The image file.
+        image: PathBuf,
+    },
     /// An invalid option value (e.g. an unknown format name).
-    Invalid { what: String, message: String },
+    Invalid {
+        /// The option.
+        what: String,
+        /// Why the value is not accepted.
+        message: String,
+    },
 }
 
 impl std::fmt::Display for DataError {

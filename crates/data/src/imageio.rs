@@ -31,9 +31,13 @@ use crate::nifti;
 /// A decoded image, planar `f32` in [0, 1]: `data` is `[channels, height, width]`, channels 1 or 3.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plane {
+    /// 1 (grey) or 3 (RGB).
     pub channels: usize,
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// The values, planar.
     pub data: Vec<f32>,
 }
 
@@ -41,14 +45,18 @@ pub struct Plane {
 /// the frame `index` of a multi-frame DICOM file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct SliceRef {
+    /// The NIfTI axis the slice is taken across (0, 1 or 2).
     pub axis: u8,
+    /// The slice or frame index.
     pub index: usize,
 }
 
 /// A CT intensity window: Hounsfield units in [center − width/2, center + width/2] map to [0, 1].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Window {
+    /// Centre of the window in Hounsfield units.
     pub center: f32,
+    /// Width of the window in Hounsfield units.
     pub width: f32,
 }
 
@@ -134,7 +142,10 @@ impl Default for DecodeOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub enum MaskKind {
     /// A PNG/JPEG mask with values in [0, `max_value`] (255 or 65535).
-    Picture { max_value: f32 },
+    Picture {
+        /// The value of full foreground (255 or 65535).
+        max_value: f32,
+    },
     /// A DICOM/NIfTI label map.
     Label,
 }
@@ -142,9 +153,13 @@ pub enum MaskKind {
 /// A decoded mask before binarisation: raw values, row-major `[height, width]`.
 #[derive(Clone, Debug)]
 pub struct RawMask {
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// The values, row-major.
     pub values: Vec<f32>,
+    /// How the values become foreground.
     pub kind: MaskKind,
 }
 

@@ -87,6 +87,7 @@ impl Default for SampleOptions {
 /// One decoded, resized, normalised sample.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoadedSample {
+    /// Sample id.
     pub id: String,
     /// `[3, S, S]`, CLIP-normalised.
     pub image: Vec<f32>,
@@ -172,10 +173,15 @@ pub fn load_sample_augmented(
 pub struct LoaderConfig {
     /// S: images and masks are S×S.
     pub image_size: usize,
+    /// Samples per batch.
     pub batch_size: usize,
+    /// Shuffle the order each epoch (seeded by `seed` and `epoch`).
     pub shuffle: bool,
+    /// Apply random augmentation.
     pub augment: bool,
+    /// Ranges of the augmentation.
     pub augment_config: AugmentConfig,
+    /// Seed of shuffling and augmentation.
     pub seed: u64,
     /// The epoch number: changes the shuffle order and the augmentation draws.
     pub epoch: u64,
@@ -183,10 +189,13 @@ pub struct LoaderConfig {
     pub workers: usize,
     /// Batches decoded ahead of the consumer (at least 1).
     pub prefetch: usize,
+    /// Normalise captions ([`crate::normalize_caption`]).
     pub normalize_captions: bool,
+    /// What to do with a sample that cannot be loaded.
     pub on_bad_sample: BadSamplePolicy,
     /// Drop a last batch smaller than `batch_size`.
     pub drop_last: bool,
+    /// Image interpolation for resizing to S×S (masks: nearest).
     pub interpolation: Interpolation,
     /// CT window (`None`: per-slice min–max).
     pub window: Option<Window>,
@@ -256,12 +265,15 @@ pub struct Batch {
     pub images: Vec<f32>,
     /// `[B, 1, S, S]` in {0, 1} (zeros where `has_mask` is false).
     pub masks: Vec<f32>,
+    /// Whether each sample has a mask.
     pub has_mask: Vec<bool>,
     /// B captions as given to the model.
     pub captions: Vec<String>,
+    /// B sample ids.
     pub ids: Vec<String>,
     /// Indices of the samples in the slice given to [`loader`].
     pub indices: Vec<usize>,
+    /// Whether each sample was flipped horizontally (its caption's sides swapped with it).
     pub flipped: Vec<bool>,
     /// S.
     pub size: usize,
@@ -321,6 +333,7 @@ impl Batch {
 pub struct BadSample {
     /// Index in the slice given to [`loader`].
     pub index: usize,
+    /// Sample id.
     pub id: String,
     /// The file the error is about, when known.
     pub path: Option<PathBuf>,

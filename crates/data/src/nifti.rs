@@ -22,8 +22,11 @@ use crate::error::{DataError, Result};
 pub struct Volume {
     /// (nx, ny, nz); nz is 1 for a 2-D image.
     pub dims: [usize; 3],
+    /// NIfTI `datatype` code of the voxels (2 u8, 4 i16, 16 f32, …).
     pub datatype: i16,
+    /// `scl_slope` (0 or non-finite: no scaling).
     pub scl_slope: f32,
+    /// `scl_inter`.
     pub scl_inter: f32,
     /// Voxel size, qform and sform of the header.
     pub geometry: Geometry,
@@ -33,11 +36,15 @@ pub struct Volume {
 /// One 2-D slice of a volume.
 #[derive(Debug, Clone)]
 pub struct Slice {
+    /// Width in voxels.
     pub width: usize,
+    /// Height in voxels.
     pub height: usize,
     /// Raw stored values (no scaling), row-major `[height, width]`.
     pub raw: Vec<f32>,
+    /// The volume's `scl_slope`.
     pub scl_slope: f32,
+    /// The volume's `scl_inter`.
     pub scl_inter: f32,
 }
 
@@ -63,7 +70,9 @@ pub struct Geometry {
     pub pixdim: [f32; 8],
     /// Units of space and time (`xyzt_units`; 2 = millimetres).
     pub xyzt_units: u8,
+    /// `qform_code` (0: no qform; 1 scanner, 2 aligned, …).
     pub qform_code: i16,
+    /// `sform_code` (0: no sform).
     pub sform_code: i16,
     /// `quatern_b`, `quatern_c`, `quatern_d`.
     pub quatern: [f32; 3],
@@ -674,10 +683,13 @@ pub fn write_volume(
 /// What [`write_volume_with`] writes into the header.
 #[derive(Debug, Clone)]
 pub struct Header<'a> {
+    /// (nx, ny, nz).
     pub dims: [usize; 3],
     /// 2 (u8) or 4 (i16).
     pub datatype: i16,
+    /// `scl_slope` (0: no scaling).
     pub scl_slope: f32,
+    /// `scl_inter`.
     pub scl_inter: f32,
     /// E.g. 1002 (`NIFTI_INTENT_LABEL`) for a label map; 0 for none.
     pub intent_code: i16,

@@ -28,10 +28,13 @@ use crate::rng::{Rng, sample_seed};
 /// Settings of the phantom generator.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PhantomConfig {
+    /// Training samples to draw.
     pub n_train: usize,
+    /// Validation samples to draw.
     pub n_val: usize,
     /// Images are `size`×`size`, 8-bit gray.
     pub size: usize,
+    /// Seed of every draw (the same seed gives the same dataset).
     pub seed: u64,
     /// Lesions in unnamed zones too; the caption and mask cover only the named ones.
     pub text_necessary: bool,
@@ -66,6 +69,7 @@ pub struct PhantomSample {
     pub zones_present: [bool; 6],
     /// Zones named by the caption (and in the mask).
     pub zones_named: [bool; 6],
+    /// The caption naming `zones_named`.
     pub caption: String,
 }
 
@@ -308,9 +312,13 @@ fn render_named(
 /// What [`generate`] wrote.
 #[derive(Clone, Debug, Serialize)]
 pub struct PhantomSummary {
+    /// The dataset root written.
     pub dir: PathBuf,
+    /// Training samples written.
     pub train: usize,
+    /// Validation samples written.
     pub val: usize,
+    /// The annotation and metadata files written (split CSVs, counterfactuals, `phantom.json`); not the pictures.
     pub files: Vec<PathBuf>,
 }
 

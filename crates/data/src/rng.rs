@@ -24,10 +24,12 @@ pub fn sample_seed(seed: u64, epoch: u64, index: u64) -> u64 {
 }
 
 impl Rng {
+    /// A generator whose stream depends only on `seed`.
     pub fn new(seed: u64) -> Rng {
         Rng(mix64(seed))
     }
 
+    /// The next 64 random bits (SplitMix64).
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         mix64(self.0)

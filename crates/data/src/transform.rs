@@ -22,7 +22,9 @@ pub use tgcnet_clip::image::{CLIP_MEAN, CLIP_STD};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Interpolation {
+    /// The nearest pixel.
     Nearest,
+    /// Bilinear, antialiased when shrinking.
     #[default]
     Bilinear,
     /// Cubic convolution with a = −0.5 (as PIL's BICUBIC).
@@ -166,6 +168,7 @@ pub struct AugmentConfig {
     pub rotate_deg: f32,
     /// Isotropic scale uniform in [`scale_min`, `scale_max`].
     pub scale_min: f32,
+    /// Upper bound of the scale.
     pub scale_max: f32,
     /// Translation uniform in ±`translate` of the image size, per axis.
     pub translate: f32,
@@ -195,13 +198,19 @@ impl Default for AugmentConfig {
 /// One draw of the augmentation.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AugmentParams {
+    /// Rotation in degrees.
     pub angle_deg: f32,
+    /// Isotropic scale factor.
     pub scale: f32,
     /// Translation as a fraction of the width / height.
     pub tx: f32,
+    /// Vertical translation as a fraction of the height.
     pub ty: f32,
+    /// Added to [0, 1] intensities.
     pub brightness: f32,
+    /// Contrast factor around the image mean.
     pub contrast: f32,
+    /// Flip horizontally (and swap the caption's sides).
     pub hflip: bool,
 }
 

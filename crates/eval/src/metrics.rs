@@ -6,9 +6,13 @@ use std::collections::BTreeMap;
 /// Pixel counts of one binary prediction against its mask.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Confusion {
+    /// Predicted and true foreground.
     pub tp: u64,
+    /// Predicted foreground, true background.
     pub fp: u64,
+    /// Predicted background, true foreground (`fn` is a keyword).
     pub fn_: u64,
+    /// Predicted and true background.
     pub tn: u64,
 }
 
@@ -27,6 +31,7 @@ impl Confusion {
         c
     }
 
+    /// Adds another image's counts (pooling).
     pub fn add(&mut self, o: &Confusion) {
         self.tp += o.tp;
         self.fp += o.fp;
@@ -79,7 +84,9 @@ impl Confusion {
 /// Caption groups of QaTa-style reports: laterality and the number of infected areas.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct CaptionGroup {
+    /// `bilateral`, `unilateral` or `unknown`.
     pub laterality: String,
+    /// The stated number of infected areas as digits, or `unknown`.
     pub areas: String,
 }
 
@@ -120,17 +127,23 @@ impl CaptionGroup {
 /// Metrics of a set of images in both conventions.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
+    /// Number of images.
     pub images: usize,
     /// Mean over images.
     pub dice_per_image: f64,
+    /// IoU, mean over images.
     pub iou_per_image: f64,
+    /// Precision, mean over images.
     pub precision_per_image: f64,
+    /// Recall, mean over images.
     pub recall_per_image: f64,
     /// Pixels pooled over all images.
     pub dice_global: f64,
+    /// IoU of the pixels pooled over all images.
     pub iou_global: f64,
     /// Mean HD95 in pixels over the images where it is defined (both masks non-empty).
     pub hd95_mean: Option<f64>,
+    /// Images where HD95 is undefined (an empty mask) or was not computed.
     pub hd95_undefined: usize,
 }
 
@@ -204,10 +217,12 @@ impl Accumulator {
         }
     }
 
+    /// The summary over all images added.
     pub fn summary(&self) -> Summary {
         self.all.summary()
     }
 
+    /// Summaries per caption group, keyed `laterality=…` and `areas=…`.
     pub fn groups(&self) -> BTreeMap<String, Summary> {
         self.groups
             .iter()

@@ -46,18 +46,24 @@ pub mod volume;
 /// Errors of inference; each names what it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
+    /// An item without caption text (names the item).
     #[error("{0}: the caption is empty; tgcnet segments what the text describes")]
     EmptyCaption(String),
+    /// A picture or caption could not be read.
     #[error(transparent)]
     Data(#[from] tgcnet_data::DataError),
+    /// The model failed to build or run.
     #[error(transparent)]
     Model(#[from] tgcnet_model::ModelError),
+    /// The checkpoint could not be loaded.
     #[error(transparent)]
     Checkpoint(#[from] tgcnet_train::TrainError),
+    /// The model's output could not be read back from the device.
     #[error("reading the model's output: {0}")]
     Output(String),
 }
 
+/// This crate's result.
 pub type Result<T> = std::result::Result<T, InferError>;
 
 /// How captions and pictures are read.
@@ -85,15 +91,20 @@ impl Default for SegmentOptions {
 /// Wall time of the stages of one call, in milliseconds (a batch's model time is shared by its items).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Timings {
+    /// Decoding, resizing and normalising the picture, tokenising the caption.
     pub preprocess_ms: f64,
+    /// The model's forward pass.
     pub model_ms: f64,
+    /// Probabilities and similarity back to the picture's size.
     pub postprocess_ms: f64,
 }
 
 /// One picture's result, at the picture's own size (`width` × `height`, row-major).
 #[derive(Debug, Clone)]
 pub struct Segmentation {
+    /// Width of the picture in pixels.
     pub width: usize,
+    /// Height of the picture in pixels.
     pub height: usize,
     /// Lesion probability per pixel (σ of the logits, bilinearly resized from the model's size).
     pub probabilities: Vec<f32>,
@@ -101,6 +112,7 @@ pub struct Segmentation {
     pub similarity: Option<Vec<f32>>,
     /// The caption as the model read it (normalised, sides converted).
     pub caption: String,
+    /// Where the time went (this item's share of its batch).
     pub timings: Timings,
 }
 
@@ -193,6 +205,7 @@ impl Segmenter {
         })
     }
 
+    /// The loaded model's configuration.
     pub fn config(&self) -> &TgcNetConfig {
         self.model.config()
     }

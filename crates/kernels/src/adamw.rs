@@ -17,10 +17,15 @@ const CHUNK: usize = 1 << 15;
 /// The scalars of one AdamW step.
 #[derive(Debug, Clone, Copy)]
 pub struct AdamWStep {
+    /// Learning rate.
     pub lr: f64,
+    /// First-moment decay β₁.
     pub beta1: f64,
+    /// Second-moment decay β₂.
     pub beta2: f64,
+    /// Denominator epsilon ε.
     pub eps: f64,
+    /// Decoupled weight decay λ.
     pub weight_decay: f64,
     /// 1-based step number, for the bias corrections 1 − βᵗ.
     pub t: i32,

@@ -327,8 +327,8 @@ fn run() {
     }
 }
 
-#[allow(dead_code)]
-pub fn parts() {
+/// Times single tensor operations (pad, slice, narrow, …) one by one (`op_bench parts`).
+fn parts() {
     let dev = Device::flex();
     let (b, c, h, w) = (1, 48, 112, 112);
     let x = rnd([b, c, h, w], &dev);

@@ -35,13 +35,16 @@ impl Default for AdapterConfig {
 /// `x + scale · up(GELU(down(x)))`.
 #[derive(Module, Debug)]
 pub struct Adapter {
+    /// Down-projection to the bottleneck (D → r).
     pub down: Linear,
     /// Zero-initialised: the adapter starts as the identity, and `up` still gets a gradient at step 0.
     pub up: Linear,
+    /// Multiplier of the adapter's output.
     pub scale: f64,
 }
 
 impl Adapter {
+    /// An adapter of width `cfg.width` over `dim`-wide tokens, starting as the identity.
     pub fn new(dim: usize, cfg: &AdapterConfig, device: &Device) -> Self {
         Self {
             down: LinearConfig::new(dim, cfg.width).init(device),
@@ -62,10 +65,12 @@ impl Adapter {
 /// One adapter per transformer block, to be called from the tower's layer hook.
 #[derive(Module, Debug)]
 pub struct AdapterStack {
+    /// One adapter per block, in block order.
     pub layers: Vec<Adapter>,
 }
 
 impl AdapterStack {
+    /// `blocks` adapters over `dim`-wide tokens.
     pub fn new(dim: usize, blocks: usize, cfg: &AdapterConfig, device: &Device) -> Self {
         Self {
             layers: (0..blocks)

@@ -9,12 +9,18 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
 use tgcnet_kernels::{attention, linear};
 
+/// Multi-head cross-attention: queries from one sequence, keys and values from another.
 #[derive(Module, Debug)]
 pub struct CrossAttention {
+    /// Query projection.
     pub q_proj: Linear,
+    /// Key projection.
     pub k_proj: Linear,
+    /// Value projection.
     pub v_proj: Linear,
+    /// Output projection.
     pub out_proj: Linear,
+    /// Number of heads.
     pub heads: usize,
 }
 

@@ -25,11 +25,14 @@ pub fn norm_groups(channels: usize) -> usize {
 /// conv3x3 (padding 1, no bias: the norm's shift replaces it) → GroupNorm → ReLU.
 #[derive(Module, Debug)]
 pub struct ConvNormAct {
+    /// 3×3 convolution.
     pub conv: Conv2d,
+    /// Group normalisation.
     pub norm: GroupNorm,
 }
 
 impl ConvNormAct {
+    /// A block from `c_in` to `c_out` channels with the given stride.
     pub fn new(c_in: usize, c_out: usize, stride: usize, device: &Device) -> Self {
         Self {
             conv: Conv2dConfig::new([c_in, c_out], [3, 3])
@@ -50,11 +53,14 @@ impl ConvNormAct {
 /// Two [`ConvNormAct`]: the first may change channels and stride, the second keeps them.
 #[derive(Module, Debug)]
 pub struct DoubleConv {
+    /// Changes channels and stride.
     pub first: ConvNormAct,
+    /// Keeps them.
     pub second: ConvNormAct,
 }
 
 impl DoubleConv {
+    /// Two blocks from `c_in` to `c_out` channels, the first with the given stride.
     pub fn new(c_in: usize, c_out: usize, stride: usize, device: &Device) -> Self {
         Self {
             first: ConvNormAct::new(c_in, c_out, stride, device),

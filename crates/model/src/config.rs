@@ -36,8 +36,10 @@ pub struct ClipSection {
     /// HF CLIP directory or OpenCLIP `.safetensors` (config beside it); absent: random towers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<PathBuf>,
+    /// Keep the vision tower's weights fixed (its adapters still train).
     #[serde(default = "yes")]
     pub freeze_vision: bool,
+    /// Keep the text tower's weights fixed (its adapters still train).
     #[serde(default = "yes")]
     pub freeze_text: bool,
 }
@@ -58,11 +60,17 @@ pub struct TgcNetConfig {
     /// QaTa-COV19; `patient`: the patient's left). `infer`/`eval` convert captions written in the
     /// other convention, and DATE's side passages are written for this one.
     pub laterality: SideConvention,
+    /// The CLIP towers (`[model.clip]`).
     pub clip: ClipSection,
+    /// SSE (`[model.sse]`).
     pub sse: SseConfig,
+    /// DATE (`[model.date]`).
     pub date: DateConfig,
+    /// VLCM (`[model.vlcm]`).
     pub vlcm: VlcmConfig,
+    /// The decoder (`[model.decoder]`).
     pub decoder: DecoderConfig,
+    /// The loss (`[model.loss]`).
     pub loss: LossConfig,
 }
 

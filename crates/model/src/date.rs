@@ -30,7 +30,9 @@ use crate::attention::CrossAttention;
 pub struct DateConfig {
     /// Bottleneck adapters after every text block.
     pub adapters: bool,
+    /// Adapter bottleneck width.
     pub adapter_width: usize,
+    /// Adapter output multiplier.
     pub adapter_scale: f64,
     /// Knowledge injection (cross-attention to matched passages).
     pub knowledge: bool,
@@ -47,9 +49,12 @@ pub struct DateConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PassageModality {
+    /// "X-ray: … CT: …".
     #[default]
     Both,
+    /// Only the X-ray description.
     Xray,
+    /// Only the CT description.
     Ct,
 }
 
@@ -68,6 +73,7 @@ impl Default for DateConfig {
 }
 
 impl DateConfig {
+    /// The text adapters' sizes.
     pub fn adapter(&self) -> AdapterConfig {
         AdapterConfig {
             width: self.adapter_width,
@@ -75,6 +81,7 @@ impl DateConfig {
         }
     }
 
+    /// Checks that the heads divide `text_width` and the adapters have a width.
     pub fn validate(&self, text_width: usize) -> std::result::Result<(), String> {
         if self.knowledge && (self.heads == 0 || !text_width.is_multiple_of(self.heads)) {
             return Err(format!(
@@ -105,12 +112,14 @@ pub struct TextFeatures {
 /// Cross-attention from report tokens to knowledge passages with a zero-initialised gate.
 #[derive(Module, Debug)]
 pub struct KnowledgeFusion {
+    /// Report tokens (queries) attend to the passages (keys and values).
     pub attn: CrossAttention,
     /// Per-channel gate γ, zero-initialised.
     pub gate: Param<Tensor<1>>,
 }
 
 impl KnowledgeFusion {
+    /// A fusion of `width`-wide text in `heads` heads, its gate closed.
     pub fn new(width: usize, heads: usize, device: &Device) -> Self {
         Self {
             attn: CrossAttention::new(width, width, width, heads, device),
@@ -154,11 +163,14 @@ impl KnowledgeFusion {
 /// DATE: text adapters and knowledge fusion.
 #[derive(Module, Debug)]
 pub struct Date {
+    /// Bottleneck adapters inside the text tower (`date.adapters`).
     pub adapters: Option<AdapterStack>,
+    /// The knowledge fusion (`date.knowledge`).
     pub knowledge: Option<KnowledgeFusion>,
 }
 
 impl Date {
+    /// DATE for a text tower of `text_width` and `text_layers` blocks.
     pub fn new(cfg: &DateConfig, text_width: usize, text_layers: usize, device: &Device) -> Self {
         Self {
             adapters: cfg

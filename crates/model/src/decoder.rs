@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::blocks::{DoubleConv, resize};
 use crate::sse::Pyramid;
 
+/// Sizes of the decoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DecoderConfig {
@@ -29,6 +30,7 @@ impl Default for DecoderConfig {
 }
 
 impl DecoderConfig {
+    /// Checks that there are three positive widths.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.channels.len() != 3 || self.channels.contains(&0) {
             return Err(format!(
@@ -44,11 +46,16 @@ impl DecoderConfig {
     }
 }
 
+/// U-Net style decoder: three ×2 stages with the pyramid as skips, then a 1×1 conv to one logit.
 #[derive(Module, Debug)]
 pub struct Decoder {
+    /// Stage to 1/8: upsampled P16 with P8.
     pub up8: DoubleConv,
+    /// Stage to 1/4: upsampled 1/8 with P4.
     pub up4: DoubleConv,
+    /// Stage to 1/2: upsampled 1/4 with the CNN stem (when present).
     pub up2: DoubleConv,
+    /// 1×1 convolution to the mask logit.
     pub head: Conv2d,
 }
 

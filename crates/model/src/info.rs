@@ -23,8 +23,11 @@ pub const ASSUMED_PASSAGES: usize = 4;
 /// One row of the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModuleInfo {
+    /// Module name (`clip vision`, `sse cnn`, `date knowledge`, …).
     pub name: String,
+    /// Parameters of the module.
     pub params: usize,
+    /// Of them, those the optimiser updates.
     pub trainable: usize,
     /// Per image.
     pub flops: f64,
@@ -33,9 +36,13 @@ pub struct ModuleInfo {
 /// Parameter counts and FLOPs per module.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelInfo {
+    /// Input side the FLOPs are counted at.
     pub image_size: usize,
+    /// One row per module.
     pub modules: Vec<ModuleInfo>,
+    /// Parameters of the whole model.
     pub total_params: usize,
+    /// Parameters the optimiser updates.
     pub trainable_params: usize,
     /// Per image.
     pub total_flops: f64,
@@ -117,14 +124,23 @@ pub fn model_info(cfg: &TgcNetConfig, device: &Device) -> Result<ModelInfo> {
 /// FLOPs per image of each module (multiply-adds × 2).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Flops {
+    /// CLIP's vision tower.
     pub vision: f64,
+    /// SSE's adapters inside the ViT.
     pub sse_adapters: f64,
+    /// SSE's CNN branch.
     pub cnn: f64,
+    /// SSE's fusion levels.
     pub fusion: f64,
+    /// CLIP's text tower over the report.
     pub text: f64,
+    /// DATE's adapters inside the text tower.
     pub date_adapters: f64,
+    /// DATE's knowledge fusion, and the passages' encoding when the text tower is trainable.
     pub date_knowledge: f64,
+    /// VLCM (or the concatenation fusion).
     pub vlcm: f64,
+    /// The decoder.
     pub decoder: f64,
 }
 

@@ -78,6 +78,7 @@ const COORDINATORS: [&str; 2] = ["and", "or"];
 /// One knowledge passage: the term and the text DATE encodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Passage {
+    /// The clinical term, as the knowledge file writes it.
     pub term: String,
     /// `"<Term>. X-ray: <xray> CT: <ct>"`.
     pub text: String,
@@ -86,6 +87,7 @@ pub struct Passage {
 /// One entry of a knowledge file, as written in the file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KnowledgeEntry {
+    /// The clinical term, as matched in reports.
     pub term: String,
     /// Other surface forms matched in reports (the term itself is always matched).
     pub aliases: Vec<String>,
@@ -104,7 +106,9 @@ pub struct KnowledgeEntry {
 /// Convention-specific replacements of an entry's `xray` / `ct` text (either may be absent).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SideTexts {
+    /// Replacement X-ray text.
     pub xray: Option<String>,
+    /// Replacement CT text.
     pub ct: Option<String>,
 }
 
@@ -133,62 +137,112 @@ impl KnowledgeEntry {
 /// and, where it is about one entry, the entry (`#index` and term).
 #[derive(Debug, thiserror::Error)]
 pub enum KnowledgeError {
+    /// The file could not be read.
     #[error("{origin}: cannot read the knowledge file: {error}")]
     Io {
+        /// The knowledge file (its path, or [`DEFAULT_ORIGIN`]).
         origin: String,
         /// In the message, not the `source()`, so that a report of the chain names it once.
         error: std::io::Error,
     },
+    /// The file is not valid TOML.
     #[error("{origin}: not valid TOML: {message}")]
-    Parse { origin: String, message: String },
+    Parse {
+        /// The knowledge file (its path, or [`DEFAULT_ORIGIN`]).
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The TOML is not a list of `[[entry]]` tables.
     #[error("{origin}: {message}")]
-    Layout { origin: String, message: String },
+    Layout {
+        /// The knowledge file (its path, or [`DEFAULT_ORIGIN`]).
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file has no entries.
     #[error("{origin}: the knowledge file has no [[entry]]")]
-    Empty { origin: String },
+    Empty {
+        /// The knowledge file (its path, or [`DEFAULT_ORIGIN`]).
+        origin: String,
+    },
+    /// An entry has a field the format does not know.
     #[error("{origin}: {entry}: unknown field `{field}` (allowed: term, class, aliases, xray, ct)")]
     UnknownField {
+        /// The knowledge file (its path, or [`DEFAULT_ORIGIN`]).
         origin: String,
+        /// The entry, as `entry #N ("term")`.
         entry: String,
+        /// The field's name.
         field: String,
     },
+    /// An entry lacks a required field.
     #[error("{origin}: {entry}: missing field `{field}`")]
     MissingField {
+        /// The knowledge file (its path, or [`DEFAULT_ORIGIN`]).
         origin: String,
+        /// The entry, as `entry #N ("term")`.
         entry: String,
+        /// The field's name.
         field: String,
     },
+    /// A field has the wrong TOML type.
     #[error("{origin}: {entry}: field `{field}` must be {expected}")]
     WrongType {
+        /// The knowledge file (its path, or [`DEFAULT_ORIGIN`]).
         origin: String,
+        /// The entry, as `entry #N ("term")`.
         entry: String,
+        /// The field's name.
         field: String,
+        /// The type the field must have.
         expected: String,
     },
+    /// A required text field is blank.
     #[error("{origin}: {entry}: field `{field}` is empty")]
     EmptyText {
+        /// The knowledge file (its path, or [`DEFAULT_ORIGIN`]).
         origin: String,
+        /// The entry, as `entry #N ("term")`.
         entry: String,
+        /// The field's name.
         field: String,
     },
+    /// An alias that could never match in a report (no words, or phrase-ending punctuation).
     #[error("{origin}: {entry}: alias {alias:?} {reason}")]
     BadAlias {
+        /// The knowledge file (its path, or [`DEFAULT_ORIGIN`]).
         origin: String,
+        /// The entry, as `entry #N ("term")`.
         entry: String,
+        /// The alias as written.
         alias: String,
+        /// Why it cannot be matched.
         reason: String,
     },
+    /// Two entries define the same term.
     #[error("{origin}: {entry}: duplicate term {term:?} (first defined in {first})")]
     DuplicateTerm {
+        /// The knowledge file (its path, or [`DEFAULT_ORIGIN`]).
         origin: String,
+        /// The entry, as `entry #N ("term")`.
         entry: String,
+        /// The repeated term.
         term: String,
+        /// The entry that defines it first.
         first: String,
     },
+    /// An alias (or term) that two entries claim.
     #[error("{origin}: {entry}: alias {alias:?} is already used by {other}")]
     AmbiguousAlias {
+        /// The knowledge file (its path, or [`DEFAULT_ORIGIN`]).
         origin: String,
+        /// The entry, as `entry #N ("term")`.
         entry: String,
+        /// The alias as written.
         alias: String,
+        /// The entry that already uses it.
         other: String,
     },
 }

@@ -16,10 +16,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 
+/// Weights of the loss terms (`[model.loss]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LossConfig {
+    /// Weight of the soft Dice term.
     pub dice_weight: f64,
+    /// Weight of the mask BCE term.
     pub bce_weight: f64,
     /// λ: weight of each similarity map's BCE.
     pub aux_weight: f64,
@@ -41,8 +44,11 @@ impl Default for LossConfig {
 /// The loss and its terms (each [1]); `total` is what to call `backward` on.
 #[derive(Debug, Clone)]
 pub struct LossOutput {
+    /// The weighted sum of all terms.
     pub total: Tensor<1>,
+    /// Soft Dice loss of the mask (unweighted).
     pub dice: Tensor<1>,
+    /// BCE of the mask (unweighted).
     pub bce: Tensor<1>,
     /// Unweighted BCE of each similarity map, in the model's VLCM order.
     pub aux: Vec<Tensor<1>>,
@@ -51,13 +57,18 @@ pub struct LossOutput {
 /// The terms read back to the host, for logging.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LossValues {
+    /// The weighted sum of all terms.
     pub total: f64,
+    /// Soft Dice loss of the mask (unweighted).
     pub dice: f64,
+    /// BCE of the mask (unweighted).
     pub bce: f64,
+    /// Unweighted BCE of each similarity map.
     pub aux: Vec<f64>,
 }
 
 impl LossValues {
+    /// True when no term is NaN or infinite.
     pub fn is_finite(&self) -> bool {
         self.total.is_finite()
             && self.dice.is_finite()
@@ -130,10 +141,12 @@ pub fn aux_target(mask: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
 /// The TGC-Net loss with its weights.
 #[derive(Debug, Clone)]
 pub struct TgcLoss {
+    /// The weights.
     pub cfg: LossConfig,
 }
 
 impl TgcLoss {
+    /// The loss with `cfg`'s weights.
     pub fn new(cfg: &LossConfig) -> Self {
         Self { cfg: cfg.clone() }
     }

@@ -56,6 +56,7 @@ impl Default for SseConfig {
 }
 
 impl SseConfig {
+    /// The ViT adapters' sizes.
     pub fn adapter(&self) -> AdapterConfig {
         AdapterConfig {
             width: self.adapter_width,
@@ -123,6 +124,7 @@ impl Pyramid {
         }
     }
 
+    /// Replaces the level at 1/`scale` (4, 8 or 16); other scales are ignored.
     pub fn set_level(&mut self, scale: usize, x: Tensor<4>) {
         match scale {
             4 => self.p4 = x,
@@ -136,18 +138,26 @@ impl Pyramid {
 /// The CNN branch's maps, each [B, c, S/k, S/k].
 #[derive(Debug, Clone)]
 pub struct CnnMaps {
+    /// Stem output at 1/2.
     pub x2: Tensor<4>,
+    /// 1/4.
     pub x4: Tensor<4>,
+    /// 1/8.
     pub x8: Tensor<4>,
+    /// 1/16.
     pub x16: Tensor<4>,
 }
 
 /// The CNN branch: stem at 1/2, then one stride-2 stage per scale.
 #[derive(Module, Debug)]
 pub struct CnnBranch {
+    /// Stride-2 stage from the image to 1/2.
     pub stem: DoubleConv,
+    /// Stride-2 stage to 1/4.
     pub down4: DoubleConv,
+    /// Stride-2 stage to 1/8.
     pub down8: DoubleConv,
+    /// Stride-2 stage to 1/16.
     pub down16: DoubleConv,
 }
 
@@ -177,7 +187,9 @@ impl CnnBranch {
 /// branch, added to the CNN map through the zero-initialised gate.
 #[derive(Module, Debug)]
 pub struct FusionLevel {
+    /// Layer norm of the ViT tokens.
     pub norm: LayerNorm,
+    /// Projection of the ViT tokens to the level's channels.
     pub proj: Linear,
     /// 1×1 conv over [CNN; ViT] → per-pixel, per-channel gate logits (present with the CNN branch).
     pub gate: Option<Conv2d>,
@@ -186,6 +198,7 @@ pub struct FusionLevel {
 }
 
 impl FusionLevel {
+    /// A level fusing ViT tokens of `vit_width` into `channels`; the gate exists only `with_cnn`.
     pub fn new(vit_width: usize, channels: usize, with_cnn: bool, device: &Device) -> Self {
         Self {
             norm: LayerNormConfig::new(vit_width)
@@ -233,11 +246,17 @@ impl FusionLevel {
 /// SSE: adapters for the ViT, the CNN branch and the three fusion levels.
 #[derive(Module, Debug)]
 pub struct Sse {
+    /// Bottleneck adapters inside the frozen ViT (`sse.adapters`).
     pub adapters: Option<AdapterStack>,
+    /// The CNN branch (`sse.cnn`).
     pub cnn: Option<CnnBranch>,
+    /// The 1/4 level.
     pub fuse4: FusionLevel,
+    /// The 1/8 level.
     pub fuse8: FusionLevel,
+    /// The 1/16 level.
     pub fuse16: FusionLevel,
+    /// The ViT blocks (1-based) tapped for 1/4, 1/8 and 1/16.
     #[module(skip)]
     pub taps: [usize; 3],
 }

@@ -81,12 +81,16 @@ fn token_ids(
 /// base (none when text or knowledge is off).
 #[derive(Debug)]
 pub struct CaptionEncoder {
+    /// The CLIP BPE tokenizer.
     pub tokenizer: Tokenizer,
+    /// The knowledge base whose passages are matched in each caption.
     pub knowledge: Option<KnowledgeBase>,
+    /// Token sequences longer than this are truncated (the text tower's position table).
     pub context_length: usize,
 }
 
 impl CaptionEncoder {
+    /// The encoder for `cfg`: its knowledge base (if text and knowledge are on) is loaded here.
     pub fn new(cfg: &TgcNetConfig) -> Result<Self> {
         let knowledge = if cfg.text && cfg.date.knowledge {
             Some(load_knowledge(cfg)?)
@@ -100,6 +104,7 @@ impl CaptionEncoder {
         })
     }
 
+    /// Tokenises `captions` (padded to the longest) and matches their knowledge passages.
     pub fn encode(&self, captions: &[&str], device: &Device) -> Result<TextBatch> {
         TextBatch::from_captions(
             captions,
@@ -132,17 +137,22 @@ pub struct TgcNetOutput {
     pub sim_maps: Vec<Tensor<4>>,
 }
 
+/// TGC-Net: CLIP's towers with SSE, DATE, VLCM and the decoder.
 #[derive(Module, Debug)]
 pub struct TgcNet {
+    /// CLIP's vision tower (frozen in the paper preset).
     pub vision: ClipVisionTransformer,
     /// Absent when text guidance is off.
     pub text: Option<ClipTextTransformer>,
+    /// SSE: adapters in the ViT, CNN branch, fusion into the pyramid.
     pub sse: Sse,
+    /// DATE: text adapters and knowledge fusion; absent when text guidance is off.
     pub date: Option<Date>,
     /// One per VLCM scale (config order), when text and VLCM are on.
     pub vlcm: Vec<Vlcm>,
     /// One per VLCM scale, when text is on and VLCM off.
     pub concat: Vec<ConcatFusion>,
+    /// The decoder from the pyramid to the mask logits.
     pub decoder: Decoder,
     /// Pooled passage features of the frozen text tower, [K, Dt]: a constant, not a parameter.
     knowledge_cache: Option<Tensor<2>>,
@@ -166,6 +176,7 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// The stage's name, as `bench` reports it.
     pub fn name(self) -> &'static str {
         match self {
             Stage::Image => "image encoder (ViT + SSE)",
@@ -273,6 +284,7 @@ impl TgcNet {
         })
     }
 
+    /// The configuration the model was built from.
     pub fn config(&self) -> &TgcNetConfig {
         &self.cfg
     }

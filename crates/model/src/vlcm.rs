@@ -57,6 +57,7 @@ impl Default for VlcmConfig {
 }
 
 impl VlcmConfig {
+    /// Checks the scales (distinct pyramid levels), that the heads divide the width and that τ is positive.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if let Some(s) = self.scales.iter().find(|s| ![4, 8, 16].contains(*s)) {
             return Err(format!("vlcm.scales: {s} is not one of 4, 8, 16"));
@@ -88,20 +89,31 @@ const MAX_LOG_TEMPERATURE: f64 = 4.605_170_185_988_091; // ln 100
 /// VLCM at one pyramid level.
 #[derive(Module, Debug)]
 pub struct Vlcm {
+    /// Pixels of the level (C) into the joint space (d).
     pub pixel_proj: Linear,
+    /// Text tokens and sentence (Dt) into the joint space (d).
     pub text_proj: Linear,
+    /// ln τ of the similarity map (capped at ln 100 in use).
     pub log_temperature: Param<Tensor<1>>,
+    /// β of the similarity map.
     pub sim_bias: Param<Tensor<1>>,
+    /// Layer norm of the pixels before they attend to the text.
     pub pixel_norm: LayerNorm,
+    /// Layer norm of the text tokens as keys and values for the pixels.
     pub text_norm: LayerNorm,
+    /// Pixels ← text tokens.
     pub pixels_from_text: CrossAttention,
+    /// Layer norm of the text tokens before they attend to the pixels.
     pub text_query_norm: LayerNorm,
+    /// Layer norm of the updated pixels as keys and values for the text.
     pub pixel_context_norm: LayerNorm,
+    /// Text tokens ← pixels.
     pub text_from_pixels: CrossAttention,
     /// FiLM scale a(s), zero-initialised.
     pub film_scale: Linear,
     /// FiLM shift b(s), zero-initialised.
     pub film_shift: Linear,
+    /// Joint space (d) back to the level's channels (C).
     pub out_proj: Linear,
 }
 
@@ -185,10 +197,12 @@ fn unit(x: Tensor<3>) -> Tensor<3> {
 /// The VLCM-off text path: concat(level, broadcast sentence) → 1×1 conv.
 #[derive(Module, Debug)]
 pub struct ConcatFusion {
+    /// 1×1 convolution over [level; sentence] back to the level's channels.
     pub proj: Conv2d,
 }
 
 impl ConcatFusion {
+    /// A fusion for a level of `channels` and a sentence of `text_width`.
     pub fn new(channels: usize, text_width: usize, device: &Device) -> Self {
         Self {
             proj: Conv2dConfig::new([channels + text_width, channels], [1, 1]).init(device),

@@ -30,12 +30,18 @@ const CAPTIONS: [&str; 8] = [
     "Unilateral pulmonary infection, one infected area, upper left lung.",
 ];
 
+/// How `tgcnet bench` measures: warm-up and repeat counts, and the batch size of each measurement.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
+    /// Untimed runs before each measurement (kernel selection, allocator and cache warm-up).
     pub warmup: usize,
+    /// Timed runs per measurement; the report gives their median, minimum and maximum.
     pub repeats: usize,
+    /// Batch size of the inference latency measurement.
     pub latency_batch: usize,
+    /// Batch size of the inference throughput measurement.
     pub throughput_batch: usize,
+    /// Batch size of the training step measurement.
     pub train_batch: usize,
     /// Skip the training step (e.g. where a backend lacks autodiff memory for it).
     pub skip_train: bool,
@@ -57,9 +63,13 @@ impl Default for BenchOptions {
 /// Median, fastest and slowest of repeated runs, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Timing {
+    /// Median of the runs.
     pub median_ms: f64,
+    /// Fastest run.
     pub min_ms: f64,
+    /// Slowest run.
     pub max_ms: f64,
+    /// Number of timed runs.
     pub runs: usize,
 }
 
@@ -83,32 +93,51 @@ impl Timing {
     }
 }
 
+/// The median time of one named stage (forward stage or training phase).
 #[derive(Debug, Clone, Serialize)]
 pub struct StageTime {
+    /// Stage name, as the model's [`Stage`] or the training phase names it.
     pub stage: String,
+    /// Median over the timed runs, in milliseconds.
     pub median_ms: f64,
 }
 
+/// Everything `tgcnet bench` measured, serialised as its JSON report.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// Name of the benchmarked configuration (a preset or a config file).
     pub config: String,
+    /// The device, as burn prints it.
     pub device: String,
+    /// Threads available to the process.
     pub threads: usize,
+    /// Input side in pixels.
     pub image_size: usize,
+    /// Parameters of the whole model, frozen ones included.
     pub total_params: usize,
+    /// Parameters the optimiser updates.
     pub trainable_params: usize,
+    /// Batch size of [`Self::inference_latency`].
     pub latency_batch: usize,
+    /// Forward pass time at [`Self::latency_batch`].
     pub inference_latency: Timing,
     /// Median time of each forward stage at the latency batch (the device is synchronised after each).
     pub stages: Vec<StageTime>,
+    /// Batch size of [`Self::inference_throughput`].
     pub throughput_batch: usize,
+    /// Forward pass time at [`Self::throughput_batch`].
     pub inference_throughput: Timing,
+    /// Images per second at the throughput batch (from the median).
     pub images_per_s: f64,
+    /// Batch size of [`Self::train_step`].
     pub train_batch: usize,
+    /// Time of one whole training step (forward, loss, backward, AdamW); `None` when skipped.
     pub train_step: Option<Timing>,
     /// Median time of each phase of the training step (forward, loss, backward, optimizer).
     pub train_phases: Vec<StageTime>,
+    /// Peak resident set during the inference measurements, in MiB (host memory; `None` off Linux).
     pub peak_rss_inference_mb: Option<f64>,
+    /// Peak resident set during the training step measurement, in MiB (host memory; `None` off Linux or when skipped).
     pub peak_rss_train_mb: Option<f64>,
 }
 

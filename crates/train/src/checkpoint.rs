@@ -18,13 +18,19 @@ pub struct Progress {
     pub epochs_done: usize,
     /// Optimizer steps taken.
     pub step: usize,
+    /// Best validation Dice so far (per image, fraction).
     pub best_dice: f64,
+    /// Epoch (1-based) of `best_dice`; 0 before the first validation.
     pub best_epoch: usize,
+    /// Epochs since the best one, for early stopping.
     pub epochs_since_best: usize,
 }
 
+/// The `format` metadata of a training state file.
 pub const STATE_FORMAT: &str = "tgcnet-train-state";
 
+/// Writes `last.safetensors`: the model's checkpoint parameters, AdamW's moments, `progress` and the run
+/// config, atomically.
 pub fn save_state(
     path: &Path,
     model: &TgcNet,
@@ -57,11 +63,15 @@ pub fn save_state(
 
 /// A loaded `last.safetensors`.
 pub struct TrainState {
+    /// The model's parameters, keyed without their `param.` prefix.
     pub params: BTreeMap<String, HostTensor>,
+    /// AdamW's moments, keyed without their `optim.` prefix ([`crate::optim::AdamW::load_state`]).
     pub optim: BTreeMap<String, HostTensor>,
+    /// Where the run stood.
     pub progress: Progress,
 }
 
+/// Reads a training state written by [`save_state`]; fails on any other file.
 pub fn load_state(path: &Path) -> Result<TrainState> {
     let meta = TensorMap::read_metadata(path)?;
     if meta.get("format").map(String::as_str) != Some(STATE_FORMAT) {

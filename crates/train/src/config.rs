@@ -9,25 +9,35 @@ use tgcnet_model::config::TgcNetConfig;
 
 use crate::error::{Result, TrainError};
 
+/// The `[train]` table: schedule, optimiser, augmentation and data selection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
+    /// Number of epochs (including any already done when resuming).
     pub epochs: usize,
+    /// Samples per optimizer step.
     pub batch_size: usize,
     /// Peak learning rate of AdamW.
     pub lr: f64,
+    /// AdamW's decoupled weight decay.
     pub weight_decay: f64,
+    /// AdamW's first-moment decay.
     pub beta1: f64,
+    /// AdamW's second-moment decay.
     pub beta2: f64,
+    /// AdamW's denominator epsilon.
     pub eps: f64,
     /// Linear warm-up length in optimizer steps, then cosine decay to `min_lr` at the last step.
     pub warmup_steps: usize,
+    /// Learning rate the cosine decay ends at.
     pub min_lr: f64,
     /// Gradients are rescaled so that their global L2 norm is at most this (0: off).
     pub grad_clip: f64,
+    /// Seed of shuffling, augmentation and parameter initialisation.
     pub seed: u64,
     /// Stop after this many epochs without a better validation Dice (0: never).
     pub patience: usize,
+    /// Augment training samples (see `augmentation`).
     pub augment: bool,
     /// Ranges of the augmentation when `augment` is on (rotation, scale, shift, brightness, contrast,
     /// horizontal flip with left/right swapped in the caption).
@@ -39,12 +49,15 @@ pub struct TrainConfig {
     pub resolution: Vec<ResolutionStage>,
     /// Data loading threads (0: all cores).
     pub workers: usize,
+    /// Split the model trains on.
     pub train_split: String,
+    /// Split validation (and best-checkpoint selection) uses.
     pub val_split: String,
     /// Use at most this many training samples per epoch (0: all); for quick runs.
     pub max_train_samples: usize,
     /// Use at most this many validation samples (0: all).
     pub max_val_samples: usize,
+    /// Normalise captions ([`tgcnet_data::normalize_caption`]) for training and validation.
     pub normalize_captions: bool,
     /// `fail` or `skip`.
     pub on_bad_sample: String,
@@ -103,13 +116,16 @@ impl TrainConfig {
     }
 }
 
+/// A whole run config file: an optional preset, the `[model]` table and the `[train]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
     /// A preset name the `[model]` table starts from (`paper`, `small`, `tiny`); the table's keys override it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
+    /// The model (`[model]`).
     pub model: TgcNetConfig,
+    /// The schedule (`[train]`).
     pub train: TrainConfig,
 }
 
@@ -163,6 +179,7 @@ impl RunConfig {
         Ok(cfg)
     }
 
+    /// Reads and parses a run config file ([`Self::from_toml_str`]).
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
         Self::from_toml_str(&text, path)

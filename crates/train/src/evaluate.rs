@@ -14,13 +14,18 @@ use tgcnet_model::{CaptionEncoder, TgcNet};
 
 use crate::error::{Result, TrainError};
 
+/// How [`evaluate`] runs: batching, caption handling and what it writes besides the numbers.
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
+    /// Samples per forward pass.
     pub batch_size: usize,
+    /// Loader worker threads (0: decode on the calling thread).
     pub workers: usize,
+    /// Normalise captions as training did ([`tgcnet_data::normalize_caption`]).
     pub normalize_captions: bool,
     /// HD95 per image (a distance transform per image; cheap at 224², skipped in per-epoch validation).
     pub hd95: bool,
+    /// Directory for each image's predicted mask and overlay PNGs; `None`: write nothing.
     pub save_masks: Option<PathBuf>,
     /// At most this many samples (0: all).
     pub max_samples: usize,
@@ -43,18 +48,27 @@ impl Default for EvalOptions {
     }
 }
 
+/// The scores of one evaluated image.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageResult {
+    /// Sample id.
     pub id: String,
+    /// The caption the model was given.
     pub caption: String,
+    /// Dice of the thresholded prediction against the mask (fraction).
     pub dice: f64,
+    /// IoU of the thresholded prediction against the mask (fraction).
     pub iou: f64,
+    /// HD95 in pixels; `None` when not asked for or when either mask is empty.
     pub hd95: Option<f64>,
 }
 
+/// The result of [`evaluate`]: overall and per-group summaries, each image's scores.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
+    /// Scores over all evaluated images.
     pub summary: Summary,
+    /// Scores per caption group (laterality, number of areas), keyed by the group's name.
     pub groups: BTreeMap<String, Summary>,
     /// Mean loss-free score only; the loss is not computed here.
     pub images: Vec<ImageResult>,
@@ -73,9 +87,11 @@ pub struct EvalReport {
 /// mean over volumes. Computed at the evaluation's input size, like the per-slice numbers.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct VolumeReport {
+    /// Number of volumes.
     pub volumes: usize,
     /// Mean over volumes of each volume's pooled Dice.
     pub dice_per_volume: f64,
+    /// Mean over volumes of each volume's pooled IoU.
     pub iou_per_volume: f64,
     /// One row per volume, in order of first appearance.
     pub per_volume: Vec<VolumeResult>,
@@ -86,8 +102,11 @@ pub struct VolumeReport {
 pub struct VolumeResult {
     /// The sample id without `#zK`.
     pub volume: String,
+    /// Slices of this volume that were evaluated.
     pub slices: usize,
+    /// Dice pooled over the volume's slices.
     pub dice: f64,
+    /// IoU pooled over the volume's slices.
     pub iou: f64,
 }
 
@@ -151,6 +170,7 @@ pub enum CaptionCondition {
 pub const SHUFFLE_SEED: u64 = 0x5eed_ca97;
 
 impl CaptionCondition {
+    /// The condition's name, as written in reports and accepted by `FromStr`.
     pub fn name(self) -> &'static str {
         match self {
             CaptionCondition::True => "true",
@@ -200,10 +220,13 @@ impl std::str::FromStr for CaptionCondition {
 /// The summary of one [`CaptionCondition`] and its difference to the true captions.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConditionResult {
+    /// Which captions the model was given.
     pub condition: CaptionCondition,
+    /// Scores under this condition.
     pub summary: Summary,
     /// This condition's Dice minus the true captions' (fractions; negative: the model lost).
     pub delta_dice_per_image: f64,
+    /// This condition's pooled Dice minus the true captions' (fractions).
     pub delta_dice_global: f64,
 }
 
@@ -314,6 +337,7 @@ pub fn evaluate(
     })
 }
 
+/// A tensor's values as `f32`, in row-major order.
 pub fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
@@ -375,6 +399,7 @@ pub fn overlay(gray: &GrayImage, pred: &[bool], gt: Option<&[bool]>) -> RgbImage
     })
 }
 
+/// Writes an image as PNG, atomically (temp file + rename).
 pub fn write_png<P: image::Pixel<Subpixel = u8> + image::PixelWithColorType>(
     img: &image::ImageBuffer<P, Vec<u8>>,
     path: &Path,
@@ -389,6 +414,7 @@ pub fn write_png<P: image::Pixel<Subpixel = u8> + image::PixelWithColorType>(
     Ok(())
 }
 
+/// A binary mask as a gray image: 255 inside, 0 outside; `pred` is row-major `size`×`size`.
 pub fn mask_image(pred: &[bool], size: usize) -> GrayImage {
     GrayImage::from_fn(size as u32, size as u32, |x, y| {
         Luma([if pred[y as usize * size + x as usize] {

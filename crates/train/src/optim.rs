@@ -30,6 +30,8 @@ struct Moments {
     v: Tensor<1>,
 }
 
+/// AdamW with global-norm gradient clipping; its moments are keyed by parameter path so that they can be
+/// checkpointed and restored exactly.
 pub struct AdamW {
     beta1: f64,
     beta2: f64,
@@ -109,6 +111,7 @@ impl ModuleMapper for Stepper<'_> {
 }
 
 impl AdamW {
+    /// A fresh optimiser (no moments, step 0) with `cfg`'s hyperparameters.
     pub fn new(cfg: &TrainConfig) -> Self {
         Self {
             beta1: cfg.beta1,

@@ -10,15 +10,18 @@ use crate::error::Result;
 /// One line of a chart.
 #[derive(Debug, Clone)]
 pub struct Series {
+    /// Legend label.
     pub name: String,
     /// A CSS colour.
     pub color: String,
     /// (x, y) points; non-finite values are skipped.
     pub points: Vec<(f64, f64)>,
+    /// Draw the line dashed.
     pub dashed: bool,
 }
 
 impl Series {
+    /// A solid line.
     pub fn new(name: &str, color: &str, points: Vec<(f64, f64)>) -> Self {
         Self {
             name: name.into(),
@@ -28,6 +31,7 @@ impl Series {
         }
     }
 
+    /// The same line, dashed.
     pub fn dashed(mut self) -> Self {
         self.dashed = true;
         self
@@ -37,8 +41,11 @@ impl Series {
 /// A chart's text and range.
 #[derive(Debug, Clone, Default)]
 pub struct Chart {
+    /// Title above the plot.
     pub title: String,
+    /// Label of the x axis.
     pub x_label: String,
+    /// Label of the y axis.
     pub y_label: String,
     /// Fixed y range (default: the data's, padded).
     pub y_range: Option<(f64, f64)>,

@@ -15,41 +15,60 @@ use crate::plot::write_curves;
 /// One row of `metrics.jsonl` and `metrics.csv`.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct EpochRow {
+    /// Epoch number, 1-based.
     pub epoch: usize,
+    /// Optimizer steps taken when the epoch ended.
     pub step: usize,
+    /// Learning rate at the epoch's last step.
     pub lr: f64,
     /// Input side of this epoch's training batches and validation (progressive resizing).
     pub train_image_size: usize,
+    /// Mean total training loss over the epoch's steps.
     pub train_loss: f64,
+    /// Mean Dice term of the training loss.
     pub train_dice_loss: f64,
+    /// Mean BCE term of the training loss.
     pub train_bce: f64,
+    /// Validation Dice, mean over images (fraction).
     pub val_dice_per_image: f64,
+    /// Validation IoU, mean over images (fraction).
     pub val_iou_per_image: f64,
+    /// Validation Dice pooled over all pixels (fraction).
     pub val_dice_global: f64,
+    /// Validation IoU pooled over all pixels (fraction).
     pub val_iou_global: f64,
+    /// Training throughput of the epoch.
     pub images_per_s: f64,
+    /// Wall time of the epoch's training steps.
     pub epoch_seconds: f64,
+    /// Training samples skipped as unreadable (`on_bad_sample = "skip"`).
     pub skipped_samples: usize,
 }
 
 /// One line of `steps.jsonl`: the mean loss of the steps since the previous line.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StepRow {
+    /// Epoch number, 1-based.
     pub epoch: usize,
+    /// Optimizer steps taken at this line.
     pub step: usize,
+    /// Mean total loss of the steps since the previous line.
     pub loss: f64,
 }
 
 /// The files of one run.
 pub struct RunDir {
+    /// The run directory.
     pub dir: PathBuf,
 }
 
 impl RunDir {
+    /// `last.safetensors`: the training state `--resume` reads.
     pub fn last(&self) -> PathBuf {
         self.dir.join("last.safetensors")
     }
 
+    /// `best.safetensors`: the parameters of the best validation epoch.
     pub fn best(&self) -> PathBuf {
         self.dir.join("best.safetensors")
     }

@@ -22,18 +22,28 @@ use crate::evaluate::{EvalOptions, evaluate};
 use crate::optim::{AdamW, lr_at};
 use crate::rundir::{EpochRow, RunDir, StepRow};
 
+/// How a [`train`] call ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainOutcome {
+    /// Epochs completed, counting those before a resume.
     pub epochs_done: usize,
+    /// Best validation Dice (per image, fraction).
     pub best_dice: f64,
+    /// Epoch (1-based) of the best validation Dice; its parameters are `best.safetensors`.
     pub best_epoch: usize,
+    /// Training stopped because validation Dice did not improve for `patience` epochs.
     pub stopped_early: bool,
+    /// The run directory.
     pub run_dir: PathBuf,
 }
 
+/// Where [`train`] reads data and writes its run.
 pub struct TrainOptions<'a> {
+    /// Dataset root (any layout [`tgcnet_data::load_split`] reads).
     pub data: &'a Path,
+    /// Run directory.
     pub out: &'a Path,
+    /// Continue the run in `out` from its `last.safetensors` instead of starting one.
     pub resume: bool,
     /// Draw progress bars (off in tests and when stderr is not a terminal).
     pub progress: bool,
@@ -66,6 +76,10 @@ struct Session<'a> {
     log_lines: bool,
 }
 
+/// Trains a model as `cfg` says on `opts.data`, writing the run directory `opts.out` as it goes.
+///
+/// With `opts.resume` the run's own `config.toml` is used instead of `cfg`. Returns when the schedule
+/// ends or early stopping triggers.
 pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Result<TrainOutcome> {
     let (run, cfg) = RunDir::open(opts.out, cfg, opts.resume)?;
     let run_toml = cfg.to_toml()?;
@@ -275,7 +289,7 @@ impl Session<'_> {
         bar.inc(1);
         bar.set_message(format!("loss {loss:.4} lr {:.2e} {ips:.1} img/s", s.lr));
         let log_every = self.steps_per_epoch.div_ceil(20).max(1);
-        if self.log_lines && n_steps % log_every == 0 && n_steps < self.steps_per_epoch {
+        if self.log_lines && n_steps.is_multiple_of(log_every) && n_steps < self.steps_per_epoch {
             let eta = (self.steps_per_epoch - n_steps) as f64 * elapsed / n_steps as f64;
             eprintln!(
                 "epoch {} step {n_steps}/{}: loss {loss:.4} (mean {:.4}), lr {:.2e}, {ips:.1} img/s, epoch ETA {eta:.0} s",
