@@ -1,25 +1,18 @@
 //! `tgcnet bench`: speed and memory of a configuration (see `tgcnet_train::bench`).
 
-use std::path::PathBuf;
-
 use tgcnet_model::TgcNetConfig;
 use tgcnet_train::bench::{BenchOptions, bench};
 
+use crate::args::{JsonOutput, ModelSource};
 use crate::device::DeviceArg;
-use crate::info_cmd::model_config;
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").args(["preset", "config"])))]
 pub struct BenchArgs {
-    /// Built-in configuration: paper, small or tiny (default: small).
-    #[arg(long)]
-    pub preset: Option<String>,
-    /// A model or training config file.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    /// The configuration (default: the small preset).
+    #[command(flatten)]
+    pub source: ModelSource,
+    #[command(flatten)]
+    pub output: JsonOutput,
     /// Untimed runs before measuring.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
@@ -37,10 +30,9 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
-    let (name, mut cfg) = match (&a.preset, &a.config) {
-        (_, Some(path)) => (path.display().to_string(), model_config(path)?),
-        (Some(name), None) => (name.clone(), TgcNetConfig::preset(name)?),
-        (None, None) => ("small".to_string(), TgcNetConfig::preset("small")?),
+    let (name, mut cfg) = match a.source.resolve()? {
+        Some(chosen) => chosen,
+        None => ("small".to_string(), TgcNetConfig::preset("small")?),
     };
     if let Some(s) = a.image_size {
         cfg.image_size = s;
@@ -54,7 +46,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<i32> {
         ..BenchOptions::default()
     };
     let report = bench(&name, &cfg, &opts, &a.device.device()?)?;
-    if a.json {
+    if a.output.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{report}");

@@ -6,22 +6,18 @@ use anyhow::Context;
 use burn::tensor::Device;
 use tgcnet_model::{TgcNetConfig, model_info};
 
+use crate::args::{JsonOutput, ModelSource};
+
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["preset", "config", "checkpoint"])))]
 pub struct InfoArgs {
-    /// Built-in configuration: paper, small or tiny.
-    #[arg(long)]
-    pub preset: Option<String>,
-    /// TGC-Net TOML config file (starts from its `preset` key, `paper` when absent), or a training config
-    /// (`[model]` and `[train]` tables, as given to `tgcnet train`).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: ModelSource,
     /// A checkpoint (its recorded model config).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["preset", "config"])]
     pub checkpoint: Option<PathBuf>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonOutput,
     /// Also print the full resolved config as TOML.
     #[arg(long)]
     pub show_config: bool,
@@ -41,18 +37,15 @@ pub fn model_config(path: &std::path::Path) -> anyhow::Result<TgcNetConfig> {
 }
 
 pub fn run(a: InfoArgs) -> anyhow::Result<i32> {
-    let cfg = match (&a.preset, &a.config, &a.checkpoint) {
-        (_, _, Some(path)) => tgcnet_train::checkpoint::model_config(path)?,
-        (_, Some(path), None) => model_config(path)?,
-        (Some(name), None, None) => TgcNetConfig::preset(name)?,
-        (None, None, None) => {
-            anyhow::bail!("give --preset NAME, --config FILE or --checkpoint FILE")
-        }
+    let cfg = match (&a.checkpoint, a.source.resolve()?) {
+        (Some(path), _) => tgcnet_train::checkpoint::model_config(path)?,
+        (None, Some((_, cfg))) => cfg,
+        (None, None) => anyhow::bail!("give --preset NAME, --config FILE or --checkpoint FILE"),
     };
     // Parameters are lazy: counting builds the modules without allocating their weights.
     let info =
         model_info(&cfg, &Device::flex()).context("building the model to count its parameters")?;
-    if a.json {
+    if a.output.json {
         let mut value = serde_json::to_value(&info)?;
         if a.show_config {
             value["config"] = serde_json::to_value(&cfg)?;

@@ -3,8 +3,10 @@
 use clap::{Parser, Subcommand};
 
 mod alloc;
+mod args;
 mod bench_cmd;
 mod clip_cmd;
+mod curves_cmd;
 mod data_cmd;
 mod demo_cmd;
 mod demo_report;
@@ -49,6 +51,8 @@ enum Command {
     Export(train_cmd::ExportArgs),
     /// Parameters (total, trainable) per module and FLOPs per image of a preset or config.
     Info(info_cmd::InfoArgs),
+    /// Learning curves of several runs on the same axes (SVG), from their metrics.csv.
+    Curves(curves_cmd::CurvesArgs),
     /// Inference latency and throughput, training step time and peak memory of a preset or config.
     Bench(bench_cmd::BenchArgs),
     /// Radiological knowledge passages for DATE.
@@ -73,6 +77,7 @@ fn main() {
         Command::Export(a) => train_cmd::export_cmd(a),
         Command::Info(a) => info_cmd::run(a),
         Command::Bench(a) => bench_cmd::run(a),
+        Command::Curves(a) => curves_cmd::curves_cmd(a),
         Command::Knowledge(c) => knowledge_cmd::run(c),
     });
     match result {

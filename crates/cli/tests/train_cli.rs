@@ -83,6 +83,27 @@ fn train_eval_infer() {
         serde_json::from_str(rows.lines().last().expect("row")).expect("json");
     assert!(row["train_loss"].as_f64().expect("loss").is_finite());
 
+    // Several runs' curves on the same axes: a line and a legend entry per run.
+    let svg = tmp.path().join("compare.svg");
+    let run_arg = run.display().to_string();
+    ok(bin()
+        .args(["curves", "--global", "--run", &run_arg, "--run"])
+        .arg(format!("{run_arg}=again"))
+        .arg("--out")
+        .arg(&svg));
+    let svg = std::fs::read_to_string(&svg).expect("svg");
+    for label in ["run, per-image", "again, global", "epoch", "Dice (%)"] {
+        assert!(svg.contains(label), "{label} missing from the chart");
+    }
+    assert_eq!(svg.matches("<polyline").count(), 6, "2 loss + 4 Dice lines");
+    let missing = bin()
+        .args(["curves", "--out", "x.svg", "--run"])
+        .arg(tmp.path().join("nope"))
+        .output()
+        .expect("run");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("metrics.csv"));
+
     let masks = tmp.path().join("masks");
     let md = ok(bin()
         .arg("eval")
