@@ -16,6 +16,7 @@ pub mod info;
 pub mod knowledge;
 pub mod loss;
 pub mod sse;
+pub mod text;
 pub mod tgcnet;
 pub mod vlcm;
 
@@ -31,5 +32,6 @@ pub use info::{ModelInfo, ModuleInfo, model_info};
 pub use knowledge::{KnowledgeBase, Passage};
 pub use loss::{LossConfig, LossOutput, LossValues, TgcLoss, dice_per_image};
 pub use sse::{CnnBranch, Pyramid, Sse, SseConfig};
-pub use tgcnet::{CaptionEncoder, Stage, TextBatch, TgcNet, TgcNetOutput, load_knowledge};
+pub use text::{CaptionEncoder, TextBatch, load_knowledge};
+pub use tgcnet::{Stage, TgcNet, TgcNetOutput};
 pub use vlcm::{ConcatFusion, Vlcm, VlcmConfig};
