@@ -171,52 +171,85 @@ pub fn svg_chart(chart: &Chart, series: &[Series]) -> String {
         TOP + ph / 2.0,
         escape(&chart.y_label)
     );
+    let mut drawn = Vec::new();
     for s in series {
-        let pts: Vec<String> = s
+        let pts: Vec<(f64, f64)> = s
             .points
             .iter()
             .copied()
             .filter(finite)
-            .map(|(x, y)| format!("{:.1},{:.1}", sx(x), sy(y.clamp(y0, y1))))
+            .map(|(x, y)| (sx(x), sy(y.clamp(y0, y1))))
             .collect();
         let dash = if s.dashed {
             r#" stroke-dasharray="6 4""#
         } else {
             ""
         };
+        let joined: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
         let _ = write!(
             o,
             r#"<polyline fill="none" stroke="{}" stroke-width="2"{dash} points="{}"/>"#,
             escape(&s.color),
-            pts.join(" ")
+            joined.join(" ")
         );
-        for p in &pts {
-            let (x, y) = p.split_once(',').unwrap_or(("0", "0"));
+        for (x, y) in &pts {
             let _ = write!(
                 o,
-                r#"<circle cx="{x}" cy="{y}" r="2.5" fill="{}"/>"#,
+                r#"<circle cx="{x:.1}" cy="{y:.1}" r="2.5" fill="{}"/>"#,
                 escape(&s.color)
             );
         }
+        // The line sampled along each segment, for the legend's placement.
+        drawn.extend(pts.iter().copied());
+        for w in pts.windows(2) {
+            // A point every 4 px or so.
+            let n = ((w[1].0 - w[0].0).hypot(w[1].1 - w[0].1) / 4.0)
+                .ceil()
+                .max(1.0) as usize;
+            drawn.extend((1..n).map(|t| {
+                let f = t as f64 / n as f64;
+                (
+                    w[0].0 + f * (w[1].0 - w[0].0),
+                    w[0].1 + f * (w[1].1 - w[0].1),
+                )
+            }));
+        }
     }
-    // Legend, top right inside the plot.
-    let lw = 14.0
-        + 7.0
-            * series
-                .iter()
-                .map(|s| s.name.chars().count())
-                .max()
-                .unwrap_or(0) as f64
-        + 30.0;
-    let lx = LEFT + pw - lw - 8.0;
+    legend(&mut o, series, &drawn, (pw, ph));
+    o.push_str("</svg>\n");
+    o
+}
+
+/// The legend inside the plot area (`pw` x `ph`), in the corner whose box covers the fewest of the
+/// `drawn` screen points, so that it hides as little of the lines as it can.
+fn legend(o: &mut String, series: &[Series], drawn: &[(f64, f64)], (pw, ph): (f64, f64)) {
+    let longest = series
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let lw = 44.0 + 7.0 * longest as f64;
+    let lh = 8.0 + 18.0 * series.len() as f64;
+    let (right, left) = (LEFT + pw - lw - 8.0, LEFT + 8.0);
+    let (top, bottom) = (TOP + 8.0, TOP + ph - lh - 8.0);
+    let covered = |&(x, y): &(f64, f64)| {
+        drawn
+            .iter()
+            .filter(|p| {
+                p.0 >= x - 4.0 && p.0 <= x + lw + 4.0 && p.1 >= y - 4.0 && p.1 <= y + lh + 4.0
+            })
+            .count()
+    };
+    let (lx, ly) = [(right, top), (left, top), (right, bottom), (left, bottom)]
+        .into_iter()
+        .min_by_key(covered)
+        .unwrap_or((right, top));
     let _ = write!(
         o,
-        r##"<rect x="{lx:.1}" y="{:.1}" width="{lw:.1}" height="{:.1}" fill="white" fill-opacity="0.9" stroke="#999"/>"##,
-        TOP + 8.0,
-        8.0 + 18.0 * series.len() as f64
+        r##"<rect x="{lx:.1}" y="{ly:.1}" width="{lw:.1}" height="{lh:.1}" fill="white" fill-opacity="0.9" stroke="#999"/>"##
     );
     for (i, s) in series.iter().enumerate() {
-        let y = TOP + 22.0 + 18.0 * i as f64;
+        let y = ly + 14.0 + 18.0 * i as f64;
         let dash = if s.dashed {
             r#" stroke-dasharray="6 4""#
         } else {
@@ -235,8 +268,6 @@ pub fn svg_chart(chart: &Chart, series: &[Series]) -> String {
             escape(&s.name)
         );
     }
-    o.push_str("</svg>\n");
-    o
 }
 
 /// `curves.svg` of a run: training loss, and validation Dice (per-image and global) in %, per epoch.
@@ -339,5 +370,44 @@ mod tests {
         assert_eq!(svg.matches("<polyline").count(), 2);
         // The NaN point is skipped: two points for each series.
         assert_eq!(svg.matches("<circle").count(), 4);
+    }
+
+    /// The legend's box: (x, y) of its `<rect>` (the only rect with a grey stroke).
+    fn legend_xy(svg: &str) -> (f64, f64) {
+        let rect = svg
+            .split("<rect ")
+            .find(|r| r.contains("stroke=\"#999\""))
+            .expect("legend box");
+        let attr = |name: &str| -> f64 {
+            let v = rect.split(&format!("{name}=\"")).nth(1).expect("attribute");
+            v.split('"')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .expect("number")
+        };
+        (attr("x"), attr("y"))
+    }
+
+    #[test]
+    fn legend_moves_off_the_lines() {
+        let chart = Chart::default();
+        // A rising line fills the top right: the legend goes to the top left.
+        let rising = svg_chart(
+            &chart,
+            &[Series::new("a", "red", vec![(0.0, 0.0), (1.0, 1.0)])],
+        );
+        let (x, y) = legend_xy(&rising);
+        assert!(x < W / 2.0 && y < H / 2.0, "({x}, {y})");
+        // A flat line along the top: the legend goes to the bottom.
+        let top = Chart {
+            y_range: Some((0.0, 1.0)),
+            ..Chart::default()
+        };
+        let flat = svg_chart(
+            &top,
+            &[Series::new("a", "red", vec![(0.0, 0.95), (2.0, 0.95)])],
+        );
+        let (_, y) = legend_xy(&flat);
+        assert!(y > H / 2.0, "{y}");
     }
 }
