@@ -233,6 +233,14 @@ pub enum KnowledgeError {
         /// The entry that defines it first.
         first: String,
     },
+    /// The knowledge base could not be written as TOML.
+    #[error("{origin}: cannot write the knowledge file: {message}")]
+    Serialize {
+        /// The knowledge base's origin.
+        origin: String,
+        /// The serialiser's error.
+        message: String,
+    },
     /// An alias (or term) that two entries claim.
     #[error("{origin}: {entry}: alias {alias:?} is already used by {other}")]
     AmbiguousAlias {
@@ -494,33 +502,59 @@ impl KnowledgeBase {
 
     /// The knowledge base as a knowledge file (entries only, no header comment); it parses
     /// back to an equal knowledge base.
-    pub fn to_toml(&self) -> String {
-        let mut out = String::new();
-        for (i, e) in self.entries.iter().enumerate() {
-            if i > 0 {
-                out.push('\n');
-            }
-            out.push_str("[[entry]]\n");
-            out.push_str(&format!("term = {}\n", toml_string(&e.term)));
-            if let Some(c) = &e.class {
-                out.push_str(&format!("class = {}\n", toml_string(c)));
-            }
-            if !e.aliases.is_empty() {
-                let list: Vec<String> = e.aliases.iter().map(|a| toml_string(a)).collect();
-                out.push_str(&format!("aliases = [{}]\n", list.join(", ")));
-            }
-            out.push_str(&format!("xray = {}\n", toml_string(&e.xray)));
-            out.push_str(&format!("ct = {}\n", toml_string(&e.ct)));
-            for (name, texts) in [("image", &e.image), ("patient", &e.patient)] {
-                let Some(t) = texts else { continue };
-                for (field, text) in [("xray", &t.xray), ("ct", &t.ct)] {
-                    if let Some(text) = text {
-                        out.push_str(&format!("{field}_{name} = {}\n", toml_string(text)));
-                    }
-                }
-            }
+    pub fn to_toml(&self) -> Result<String, KnowledgeError> {
+        let file = KnowledgeFile {
+            entry: self.entries.iter().map(EntryRecord::of).collect(),
+        };
+        toml::to_string(&file).map_err(|e| KnowledgeError::Serialize {
+            origin: self.origin.clone(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// A knowledge file as [`KnowledgeBase::to_toml`] writes it: `[[entry]]` tables.
+#[derive(serde::Serialize)]
+struct KnowledgeFile<'a> {
+    entry: Vec<EntryRecord<'a>>,
+}
+
+/// One `[[entry]]` table, its fields in the order of `knowledge/default.toml`; absent ones are left out.
+#[derive(serde::Serialize)]
+struct EntryRecord<'a> {
+    term: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    class: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    aliases: &'a [String],
+    xray: &'a str,
+    ct: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    xray_image: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ct_image: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    xray_patient: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ct_patient: Option<&'a str>,
+}
+
+impl<'a> EntryRecord<'a> {
+    fn of(e: &'a KnowledgeEntry) -> Self {
+        let variant = |texts: &'a Option<SideTexts>, pick: fn(&SideTexts) -> &Option<String>| {
+            texts.as_ref().and_then(|t| pick(t).as_deref())
+        };
+        EntryRecord {
+            term: &e.term,
+            class: e.class.as_deref(),
+            aliases: &e.aliases,
+            xray: &e.xray,
+            ct: &e.ct,
+            xray_image: variant(&e.image, |t| &t.xray),
+            ct_image: variant(&e.image, |t| &t.ct),
+            xray_patient: variant(&e.patient, |t| &t.xray),
+            ct_patient: variant(&e.patient, |t| &t.ct),
         }
-        out
     }
 }
 
@@ -756,25 +790,6 @@ fn sentence(s: &str) -> String {
         t.push('.');
     }
     t
-}
-
-/// A TOML basic string literal.
-fn toml_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
@@ -1162,7 +1177,8 @@ ct = "Upper left on CT."
     #[test]
     fn to_toml_round_trips() {
         let kb = kb();
-        let s = kb.to_toml();
+        let s = kb.to_toml().unwrap();
+        assert!(s.starts_with("[[entry]]\nterm = "), "{s}");
         let back = KnowledgeBase::from_toml_str(&s, "round trip").unwrap();
         assert_eq!(back.entries, kb.entries);
         assert_eq!(back.passages, kb.passages);
@@ -1179,7 +1195,7 @@ ct = "Upper left on CT."
             ..KnowledgeEntry::default()
         };
         let one = KnowledgeBase::from_entries(vec![tricky.clone()], "x").unwrap();
-        let back = KnowledgeBase::from_toml_str(&one.to_toml(), "y").unwrap();
+        let back = KnowledgeBase::from_toml_str(&one.to_toml().unwrap(), "y").unwrap();
         assert_eq!(back.entries, vec![tricky]);
     }
 

@@ -14,6 +14,7 @@ pub mod decoder;
 pub mod error;
 pub mod info;
 pub mod knowledge;
+pub mod knowledge_gen;
 pub mod loss;
 pub mod sse;
 pub mod text;
