@@ -1125,65 +1125,9 @@ impl std::fmt::Display for CheckReport {
             self.splits.iter().map(|s| s.samples).sum::<usize>()
         );
         for s in &self.splits {
-            let _ = writeln!(
-                out,
-                "\nsplit {}: {} samples, {} with a mask; images found {}, masks found {}, decoded {}",
-                s.name, s.samples, s.with_mask, s.images_found, s.masks_found, s.images_decoded
-            );
-            if !s.image_sizes.is_empty() {
-                let mut sizes: Vec<(&String, &usize)> = s.image_sizes.iter().collect();
-                sizes.sort_by(|a, b| b.1.cmp(a.1));
-                let _ = writeln!(
-                    out,
-                    "  image sizes: {}",
-                    sizes
-                        .iter()
-                        .take(5)
-                        .map(|(k, n)| format!("{k} ({n})"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            if let Some(m) = s.foreground_median {
-                let _ = writeln!(
-                    out,
-                    "  masks: median foreground {}, {} empty, {} not cleanly binary",
-                    pct(m),
-                    s.empty_masks,
-                    s.non_binary_masks
-                );
-            }
-            if s.sides.image_agreement().is_some() {
-                let _ = writeln!(
-                    out,
-                    "  sides: {} of {} \"left\"-only and {} of {} \"right\"-only captions have their mask on that side of the image",
-                    s.sides.left_on_image_left,
-                    s.sides.left_captions,
-                    s.sides.right_on_image_right,
-                    s.sides.right_captions,
-                );
-            }
-            write_vocab(&mut out, &s.vocabulary, "  ");
+            write_split(&mut out, s);
         }
-        let _ = writeln!(
-            out,
-            "\nside convention: {}",
-            match (self.laterality, self.sides.image_agreement()) {
-                (Some(SideConvention::Image), Some(a)) => format!(
-                    "`image`: \"left\" names the image's left half ({} of the one-sided captions' masks agree)",
-                    pct(a)
-                ),
-                (Some(SideConvention::Patient), Some(a)) => format!(
-                    "`patient`: \"left\" names the patient's left, on the image's right ({} of the one-sided captions' masks agree)",
-                    pct(1.0 - a)
-                ),
-                (_, Some(a)) => format!(
-                    "undetermined ({} of the one-sided captions' masks lie on the side the image convention predicts)",
-                    pct(a)
-                ),
-                (_, None) => "undetermined (no one-sided caption with a decoded mask)".into(),
-            }
-        );
+        let _ = writeln!(out, "\nside convention: {}", self.side_convention());
         if self.splits.len() > 1 {
             let _ = writeln!(out, "\nall splits:");
             write_vocab(&mut out, &self.vocabulary, "  ");
@@ -1205,6 +1149,87 @@ impl std::fmt::Display for CheckReport {
             "\nissues: {} errors, {} warnings",
             self.errors, self.warnings
         );
+        self.write_issues(&mut out);
+        let _ = writeln!(
+            out,
+            "\nresult: {}",
+            if self.errors > 0 {
+                "ERRORS (not usable for training as is)"
+            } else if self.warnings > 0 {
+                "OK with warnings"
+            } else {
+                "OK"
+            }
+        );
+        f.write_str(&out)
+    }
+}
+
+/// One split's part of the text report.
+fn write_split(out: &mut String, s: &SplitSummary) {
+    let _ = writeln!(
+        out,
+        "\nsplit {}: {} samples, {} with a mask; images found {}, masks found {}, decoded {}",
+        s.name, s.samples, s.with_mask, s.images_found, s.masks_found, s.images_decoded
+    );
+    if !s.image_sizes.is_empty() {
+        let mut sizes: Vec<(&String, &usize)> = s.image_sizes.iter().collect();
+        sizes.sort_by(|a, b| b.1.cmp(a.1));
+        let _ = writeln!(
+            out,
+            "  image sizes: {}",
+            sizes
+                .iter()
+                .take(5)
+                .map(|(k, n)| format!("{k} ({n})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(m) = s.foreground_median {
+        let _ = writeln!(
+            out,
+            "  masks: median foreground {}, {} empty, {} not cleanly binary",
+            pct(m),
+            s.empty_masks,
+            s.non_binary_masks
+        );
+    }
+    if s.sides.image_agreement().is_some() {
+        let _ = writeln!(
+            out,
+            "  sides: {} of {} \"left\"-only and {} of {} \"right\"-only captions have their mask on that side of the image",
+            s.sides.left_on_image_left,
+            s.sides.left_captions,
+            s.sides.right_on_image_right,
+            s.sides.right_captions,
+        );
+    }
+    write_vocab(out, &s.vocabulary, "  ");
+}
+
+impl CheckReport {
+    /// The side convention the masks support, in words.
+    fn side_convention(&self) -> String {
+        match (self.laterality, self.sides.image_agreement()) {
+            (Some(SideConvention::Image), Some(a)) => format!(
+                "`image`: \"left\" names the image's left half ({} of the one-sided captions' masks agree)",
+                pct(a)
+            ),
+            (Some(SideConvention::Patient), Some(a)) => format!(
+                "`patient`: \"left\" names the patient's left, on the image's right ({} of the one-sided captions' masks agree)",
+                pct(1.0 - a)
+            ),
+            (_, Some(a)) => format!(
+                "undetermined ({} of the one-sided captions' masks lie on the side the image convention predicts)",
+                pct(a)
+            ),
+            (_, None) => "undetermined (no one-sided caption with a decoded mask)".into(),
+        }
+    }
+
+    /// The issues grouped by severity and kind, with up to `examples` of each.
+    fn write_issues(&self, out: &mut String) {
         let mut kinds: BTreeMap<(Severity, &str), Vec<&Issue>> = BTreeMap::new();
         for i in &self.issues {
             kinds
@@ -1229,18 +1254,6 @@ impl std::fmt::Display for CheckReport {
                 let _ = writeln!(out, "    … {} more", list.len() - self.examples.max(1));
             }
         }
-        let _ = writeln!(
-            out,
-            "\nresult: {}",
-            if self.errors > 0 {
-                "ERRORS (not usable for training as is)"
-            } else if self.warnings > 0 {
-                "OK with warnings"
-            } else {
-                "OK"
-            }
-        );
-        f.write_str(&out)
     }
 }
 

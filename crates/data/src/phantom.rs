@@ -128,45 +128,109 @@ pub fn render_counterfactual(index: u64, cfg: &PhantomConfig) -> PhantomSample {
 
 /// Renders phantom `index`; `named` (a subset of the zones holding lesions) replaces the zones its
 /// caption names. The image is the same whatever `named` is: only the caption and the mask change.
+///
+/// Every random draw comes from one generator seeded by (seed, index), in a fixed order: anatomy, zones,
+/// texture, lesions, then the pixel noise. The steps below keep that order, so a phantom never changes.
 fn render_named(
     index: u64,
     cfg: &PhantomConfig,
     named_override: Option<[bool; 6]>,
 ) -> PhantomSample {
     let s = cfg.size.max(16);
-    let sf = s as f32;
     let mut rng = Rng::new(sample_seed(cfg.seed, 0x9a47, index));
-    let j = |rng: &mut Rng, v: f32| 1.0 + rng.range(-v, v);
-
-    let body = Lung {
-        cx: 0.5 * sf * j(&mut rng, 0.02),
-        cy: 0.56 * sf * j(&mut rng, 0.02),
-        rx: 0.45 * sf * j(&mut rng, 0.04),
-        ry: 0.5 * sf * j(&mut rng, 0.04),
+    let anatomy = draw_anatomy(&mut rng, s as f32);
+    let (present, mut named) = draw_zones(&mut rng, cfg.text_necessary);
+    if let Some(o) = named_override {
+        for z in 0..6 {
+            named[z] = o[z] && present[z];
+        }
+    }
+    let texture = draw_texture(&mut rng, s as f32);
+    let blobs = draw_lesions(&mut rng, &anatomy.lungs, &present, cfg.laterality);
+    let scene = Scene {
+        anatomy,
+        texture,
+        blobs,
+        named,
     };
-    let ry = 0.29 * sf * j(&mut rng, 0.06);
-    let cy = 0.5 * sf * j(&mut rng, 0.03);
+    let (image, mask) = paint(&mut rng, &scene, s, cfg);
+    PhantomSample {
+        image,
+        mask,
+        zones_present: present,
+        zones_named: named,
+        caption: describe_zones(&named),
+    }
+}
+
+/// The body outline and the two lung fields (image-left first).
+struct Anatomy {
+    body: Lung,
+    lungs: [Lung; 2],
+}
+
+/// Low-frequency waves `(fx, fy, phase, amplitude)` of the lung texture, and the ribs' phase and period.
+struct Texture {
+    waves: Vec<(f32, f32, f32, f32)>,
+    rib_phase: f32,
+    rib_period: f32,
+}
+
+/// One lesion: 1-3 gaussians `(cx, cy, sigma)` in one zone.
+struct Blob {
+    zone: usize,
+    parts: Vec<(f32, f32, f32)>,
+    amp: f32,
+}
+
+/// Everything [`paint`] draws.
+struct Scene {
+    anatomy: Anatomy,
+    texture: Texture,
+    blobs: Vec<Blob>,
+    /// Zones whose lesions are in the mask.
+    named: [bool; 6],
+}
+
+/// A multiplicative jitter `1 ± v`.
+fn jitter(rng: &mut Rng, v: f32) -> f32 {
+    1.0 + rng.range(-v, v)
+}
+
+/// Body and lungs of an image of side `sf`, jittered around a standard frontal chest X-ray.
+fn draw_anatomy(rng: &mut Rng, sf: f32) -> Anatomy {
+    let body = Lung {
+        cx: 0.5 * sf * jitter(rng, 0.02),
+        cy: 0.56 * sf * jitter(rng, 0.02),
+        rx: 0.45 * sf * jitter(rng, 0.04),
+        ry: 0.5 * sf * jitter(rng, 0.04),
+    };
+    let ry = 0.29 * sf * jitter(rng, 0.06);
+    let cy = 0.5 * sf * jitter(rng, 0.03);
     let lungs = [
         Lung {
-            cx: 0.31 * sf * j(&mut rng, 0.03),
+            cx: 0.31 * sf * jitter(rng, 0.03),
             cy,
-            rx: 0.13 * sf * j(&mut rng, 0.08),
-            ry: ry * j(&mut rng, 0.04),
+            rx: 0.13 * sf * jitter(rng, 0.08),
+            ry: ry * jitter(rng, 0.04),
         },
         Lung {
-            cx: 0.69 * sf * j(&mut rng, 0.03),
+            cx: 0.69 * sf * jitter(rng, 0.03),
             cy,
-            rx: 0.13 * sf * j(&mut rng, 0.08),
-            ry: ry * j(&mut rng, 0.04),
+            rx: 0.13 * sf * jitter(rng, 0.08),
+            ry: ry * jitter(rng, 0.04),
         },
     ];
+    Anatomy { body, lungs }
+}
 
-    // Zones.
+/// (zones holding a lesion, zones the caption names). With `text_necessary` some lesions go unnamed.
+fn draw_zones(rng: &mut Rng, text_necessary: bool) -> ([bool; 6], [bool; 6]) {
     let mut present = [false; 6];
     let mut named = [false; 6];
     let mut order: Vec<usize> = (0..6).collect();
     rng.shuffle(&mut order);
-    if cfg.text_necessary {
+    if text_necessary {
         let total = 2 + rng.below(4); // 2..=5
         let n_named = 1 + rng.below(total - 1); // 1..total-1
         for (k, &z) in order.iter().take(total).enumerate() {
@@ -180,14 +244,12 @@ fn render_named(
             named[z] = true;
         }
     }
-    if let Some(o) = named_override {
-        for z in 0..6 {
-            named[z] = o[z] && present[z];
-        }
-    }
+    (present, named)
+}
 
-    // Texture: a few random low-frequency waves.
-    let waves: Vec<(f32, f32, f32, f32)> = (0..5)
+/// A few random low-frequency waves and the rib pattern of an image of side `sf`.
+fn draw_texture(rng: &mut Rng, sf: f32) -> Texture {
+    let waves = (0..5)
         .map(|_| {
             (
                 rng.range(0.02, 0.09),
@@ -199,16 +261,23 @@ fn render_named(
         .collect();
     let rib_phase = rng.range(0.0, std::f32::consts::TAU);
     let rib_period = sf * rng.range(0.075, 0.09);
-
-    // Lesions: 1-3 gaussians around a centre in the middle of the zone band.
-    struct Blob {
-        zone: usize,
-        parts: Vec<(f32, f32, f32)>, // cx, cy, sigma
-        amp: f32,
+    Texture {
+        waves,
+        rib_phase,
+        rib_period,
     }
+}
+
+/// One lesion per present zone: 1-3 gaussians around a centre in the middle of the zone's band.
+fn draw_lesions(
+    rng: &mut Rng,
+    lungs: &[Lung; 2],
+    present: &[bool; 6],
+    laterality: SideConvention,
+) -> Vec<Blob> {
     let mut blobs = Vec::new();
     for z in (0..6).filter(|&z| present[z]) {
-        let lung = lungs[lung_index(z, cfg.laterality)];
+        let lung = lungs[lung_index(z, laterality)];
         let (y0, y1) = lung.band(z % 3);
         let bh = y1 - y0;
         let cyz = rng.range(y0 + 0.35 * bh, y1 - 0.35 * bh);
@@ -237,76 +306,83 @@ fn render_named(
             amp: rng.range(0.25, 0.4),
         });
     }
+    blobs
+}
 
+/// The 8-bit image and its {0, 255} mask, row-major `s`×`s`; draws the pixel noise from `rng`.
+fn paint(rng: &mut Rng, scene: &Scene, s: usize, cfg: &PhantomConfig) -> (Vec<u8>, Vec<u8>) {
     let mut image = vec![0u8; s * s];
     let mut mask = vec![0u8; s * s];
     for y in 0..s {
         for x in 0..s {
             let (xf, yf) = (x as f32 + 0.5, y as f32 + 0.5);
-            let mut v = 0.03f32;
-            let b = body.inside(xf, yf);
-            if b < 1.0 {
-                v = 0.42 + 0.08 * (1.0 - b);
-            }
-            // Mediastinum and spine.
-            let dxm = ((xf - body.cx) / (0.07 * sf)).abs();
-            if b < 1.0 && dxm < 1.0 {
-                v += 0.2 * (1.0 - dxm * dxm);
-            }
-            let mut in_lung = None;
-            for (k, l) in lungs.iter().enumerate() {
-                let d = l.inside(xf, yf);
-                if d < 1.0 {
-                    in_lung = Some(k);
-                    let tex: f32 = waves
-                        .iter()
-                        .map(|&(fx, fy, ph, a)| a * (fx * xf + fy * yf + ph).sin())
-                        .sum();
-                    // Darker in the middle of the lung, soft edge.
-                    v = 0.1 + 0.12 * d * d + tex;
-                }
-            }
-            if cfg.ribs && b < 1.0 && in_lung.is_some() {
-                let curve = yf + 0.004 * (xf - body.cx).powi(2) / sf * 10.0;
-                let r = ((curve / rib_period) * std::f32::consts::TAU + rib_phase).sin();
-                if r > 0.75 {
-                    v += 0.07 * (r - 0.75) * 4.0;
-                }
-            }
-            let mut fg = false;
-            if let Some(k) = in_lung {
-                for blob in &blobs {
-                    // Only lesions of the lung this pixel is in.
-                    if lung_index(blob.zone, cfg.laterality) != k {
-                        continue;
-                    }
-                    let g = blob
-                        .parts
-                        .iter()
-                        .map(|&(cx, cy, sg)| {
-                            let d2 = (xf - cx).powi(2) + (yf - cy).powi(2);
-                            (-d2 / (2.0 * sg * sg)).exp()
-                        })
-                        .fold(0.0f32, f32::max);
-                    v += blob.amp * g;
-                    let (y0, y1) = lungs[k].band(blob.zone % 3);
-                    if g > 0.45 && yf >= y0 && yf < y1 && named[blob.zone] {
-                        fg = true;
-                    }
-                }
-            }
-            v += 0.025 * rng.normal();
+            let (v, fg) = pixel(scene, xf, yf, s as f32, cfg);
+            let v = v + 0.025 * rng.normal();
             image[y * s + x] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
             mask[y * s + x] = if fg { 255 } else { 0 };
         }
     }
-    PhantomSample {
-        image,
-        mask,
-        zones_present: present,
-        zones_named: named,
-        caption: describe_zones(&named),
+    (image, mask)
+}
+
+/// Noise-free intensity at the pixel centre (`xf`, `yf`), and whether it is in the mask.
+fn pixel(scene: &Scene, xf: f32, yf: f32, sf: f32, cfg: &PhantomConfig) -> (f32, bool) {
+    let Anatomy { body, lungs } = &scene.anatomy;
+    let tex = &scene.texture;
+    let mut v = 0.03f32;
+    let b = body.inside(xf, yf);
+    if b < 1.0 {
+        v = 0.42 + 0.08 * (1.0 - b);
     }
+    // Mediastinum and spine.
+    let dxm = ((xf - body.cx) / (0.07 * sf)).abs();
+    if b < 1.0 && dxm < 1.0 {
+        v += 0.2 * (1.0 - dxm * dxm);
+    }
+    let mut in_lung = None;
+    for (k, l) in lungs.iter().enumerate() {
+        let d = l.inside(xf, yf);
+        if d < 1.0 {
+            in_lung = Some(k);
+            let waves: f32 = tex
+                .waves
+                .iter()
+                .map(|&(fx, fy, ph, a)| a * (fx * xf + fy * yf + ph).sin())
+                .sum();
+            // Darker in the middle of the lung, soft edge.
+            v = 0.1 + 0.12 * d * d + waves;
+        }
+    }
+    if cfg.ribs && b < 1.0 && in_lung.is_some() {
+        let curve = yf + 0.004 * (xf - body.cx).powi(2) / sf * 10.0;
+        let r = ((curve / tex.rib_period) * std::f32::consts::TAU + tex.rib_phase).sin();
+        if r > 0.75 {
+            v += 0.07 * (r - 0.75) * 4.0;
+        }
+    }
+    let mut fg = false;
+    if let Some(k) = in_lung {
+        for blob in &scene.blobs {
+            // Only lesions of the lung this pixel is in.
+            if lung_index(blob.zone, cfg.laterality) != k {
+                continue;
+            }
+            let g = blob
+                .parts
+                .iter()
+                .map(|&(cx, cy, sg)| {
+                    let d2 = (xf - cx).powi(2) + (yf - cy).powi(2);
+                    (-d2 / (2.0 * sg * sg)).exp()
+                })
+                .fold(0.0f32, f32::max);
+            v += blob.amp * g;
+            let (y0, y1) = lungs[k].band(blob.zone % 3);
+            if g > 0.45 && yf >= y0 && yf < y1 && scene.named[blob.zone] {
+                fg = true;
+            }
+        }
+    }
+    (v, fg)
 }
 
 /// What [`generate`] wrote.
