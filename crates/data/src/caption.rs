@@ -6,6 +6,8 @@
 //! middle, lower **right**, with "left" and "right" in the caption's own [`SideConvention`]
 //! (QaTa-COV19's captions name sides as seen on the image; a radiologist names the patient's sides).
 
+pub mod grammar;
+
 use std::sync::LazyLock;
 
 use regex::{Captures, Regex};
@@ -108,10 +110,6 @@ re!(RE_NO_SPACE_AFTER, r"([,;:])([A-Za-z])");
 re!(RE_COUNT_AREA, r"(?i)\b([a-z]+|\d+) infected (area)(s?)\b");
 re!(RE_LEFT_RIGHT, r"(?i)\b(left|right)\b");
 re!(
-    RE_ZONES,
-    r"\b((?:(?:upper|middle|lower|all|whole|entire|both)\s+)*)(left|right)\s+lungs?\b"
-);
-re!(
     RE_BOTH_LUNGS,
     r"\b(?:all|both|entire|whole)\s+(?:of\s+)?(?:the\s+)?lungs\b"
 );
@@ -212,8 +210,9 @@ pub struct CaptionMeta {
     pub laterality: Option<Laterality>,
     /// Number of infected areas as stated ("two infected areas" → 2).
     pub areas: Option<u32>,
-    /// Zone flags in [`ZONE_NAMES`] order (upper/middle/lower left, upper/middle/lower right; patient
-    /// sides). A side named without a zone ("left lung", "all left lung") sets its three zones.
+    /// Zone flags in [`ZONE_NAMES`] order (upper/middle/lower left, upper/middle/lower right; sides in
+    /// the caption's convention), as [`grammar::named_zones`] reads them: a side named without a zone
+    /// ("left lung", "all left lung") sets its three zones.
     pub zones: Option<[bool; 6]>,
 }
 
@@ -233,26 +232,10 @@ impl CaptionMeta {
         let areas = RE_COUNT_AREA
             .captures(&lower)
             .and_then(|c| number_value(&c[1]).or(if &c[1] == "no" { Some(0) } else { None }));
-        let mut zones = [false; 6];
-        let mut any = false;
-        for c in RE_ZONES.captures_iter(&lower) {
-            any = true;
-            let base = if &c[2] == "left" { 0 } else { 3 };
-            let words: Vec<&str> = c[1].split_whitespace().collect();
-            let mut named = false;
-            for w in &words {
-                match *w {
-                    "upper" => zones[base] = true,
-                    "middle" => zones[base + 1] = true,
-                    "lower" => zones[base + 2] = true,
-                    _ => continue,
-                }
-                named = true;
-            }
-            if !named {
-                zones[base..base + 3].fill(true);
-            }
-        }
+        // One grammar with knowledge matching (see `grammar`): the zones are read from the same phrases.
+        let named = grammar::named_zones(&grammar::phrases(&lower));
+        let mut any = named.is_some();
+        let mut zones = named.unwrap_or([false; 6]);
         if RE_BOTH_LUNGS.is_match(&lower) {
             any = true;
             zones = [true; 6];

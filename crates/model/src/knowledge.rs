@@ -23,6 +23,9 @@
 //!
 //! # Matching rule
 //!
+//! Steps 1 and 2 are the caption grammar of `tgcnet_data::caption::grammar`, which caption groups
+//! (`CaptionMeta`) read zones through too, so both name the same zones for a caption.
+//!
 //! 1. **Words.** Text is lower-cased and cut into words of letters and digits. Hyphens,
 //!    slashes, apostrophes and underscores separate words without ending a phrase
 //!    (`ground-glass` = `ground glass`, `COVID-19` = `covid 19`). Commas and every other
@@ -51,6 +54,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use tgcnet_data::SideConvention;
+use tgcnet_data::caption::grammar::{self, Token};
 
 use crate::date::PassageModality;
 
@@ -71,9 +75,6 @@ const ENTRY_FIELDS: [&str; 9] = [
     "xray_patient",
     "ct_patient",
 ];
-const ZONE_WORDS: [&str; 3] = ["upper", "middle", "lower"];
-const SIDE_WORDS: [&str; 2] = ["left", "right"];
-const COORDINATORS: [&str; 2] = ["and", "or"];
 
 /// One knowledge passage: the term and the text DATE encodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -463,7 +464,7 @@ impl KnowledgeBase {
     /// Indices of the passages whose term or an alias occurs in `caption`; see the module
     /// documentation for the rule. Sorted and deduplicated.
     pub fn match_report(&self, caption: &str) -> Vec<usize> {
-        let toks = expand_coordination(tokenize(caption));
+        let toks = grammar::phrases(caption);
         let n = toks.len();
         let mut claimed = vec![false; n];
         let mut found = BTreeSet::new();
@@ -473,13 +474,8 @@ impl KnowledgeBase {
                 if claimed[start..start + len].iter().any(|&c| c) {
                     continue;
                 }
-                let words: Option<Vec<String>> = span
-                    .iter()
-                    .map(|t| match t {
-                        Tok::Word(w) => Some(w.clone()),
-                        _ => None,
-                    })
-                    .collect();
+                let words: Option<Vec<String>> =
+                    span.iter().map(|t| t.word().map(str::to_string)).collect();
                 let Some(words) = words else { continue };
                 if let Some(&idx) = self.matcher.get(&words) {
                     claimed[start..start + len]
@@ -635,45 +631,13 @@ fn entry_from_value(
     })
 }
 
-/// A token of normalised text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
-    Word(String),
-    /// A comma: ends a phrase, but may join coordinated zone words.
-    Comma,
-    /// Any other punctuation: ends a phrase.
-    Break,
-}
-
-fn tokenize(s: &str) -> Vec<Tok> {
-    let mut toks = Vec::new();
-    let mut word = String::new();
-    let flush = |word: &mut String, toks: &mut Vec<Tok>| {
-        if !word.is_empty() {
-            toks.push(Tok::Word(std::mem::take(word)));
-        }
-    };
-    for c in s.chars() {
-        if c.is_alphanumeric() {
-            word.extend(c.to_lowercase());
-        } else if c.is_whitespace() || matches!(c, '-' | '/' | '\'' | '_' | '\u{2019}') {
-            flush(&mut word, &mut toks);
-        } else {
-            flush(&mut word, &mut toks);
-            toks.push(if c == ',' { Tok::Comma } else { Tok::Break });
-        }
-    }
-    flush(&mut word, &mut toks);
-    toks
-}
-
 /// The words of an alias, or why it cannot be matched.
 fn alias_words(alias: &str) -> Result<Vec<String>, String> {
-    let toks = tokenize(alias);
+    let toks = grammar::tokenize(alias);
     let mut words = Vec::with_capacity(toks.len());
     for t in toks {
         match t {
-            Tok::Word(w) => words.push(w),
+            Token::Word(w) => words.push(w),
             _ => {
                 return Err(
                     "contains punctuation that ends a phrase (, . ; : ...) and could never match"
@@ -686,93 +650,6 @@ fn alias_words(alias: &str) -> Result<Vec<String>, String> {
         return Err("has no words".to_string());
     }
     Ok(words)
-}
-
-fn word_in(t: &Tok, set: &[&str]) -> bool {
-    matches!(t, Tok::Word(w) if set.contains(&w.as_str()))
-}
-
-fn head_word(t: &Tok) -> Option<&'static str> {
-    match t {
-        Tok::Word(w) => match w.as_str() {
-            "lung" | "lungs" => Some("lung"),
-            "zone" | "zones" => Some("zone"),
-            "lobe" | "lobes" => Some("lobe"),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Reads a run of coordinated zone words starting at `i`; returns the zone words and the
-/// index just after the run. A run needs at least two zone words.
-fn zone_run(toks: &[Tok], i: usize) -> Option<(Vec<String>, usize)> {
-    let mut zones = Vec::new();
-    let mut j = i;
-    loop {
-        match toks.get(j) {
-            Some(Tok::Word(w)) if ZONE_WORDS.contains(&w.as_str()) => {
-                zones.push(w.clone());
-                j += 1;
-            }
-            _ => break,
-        }
-        // Optional coordinators (`and`, `or`, `,`) between zone words.
-        let mut k = j;
-        while let Some(t) = toks.get(k) {
-            if *t == Tok::Comma || word_in(t, &COORDINATORS) {
-                k += 1;
-            } else {
-                break;
-            }
-        }
-        if k > j && toks.get(k).is_some_and(|t| word_in(t, &ZONE_WORDS)) {
-            j = k;
-        }
-    }
-    (zones.len() >= 2).then_some((zones, j))
-}
-
-/// Expands `upper middle lower left lung` into `upper left lung | middle left lung | lower
-/// left lung` (and `left upper and lower lobes` into `left upper lobe | left lower lobe`).
-fn expand_coordination(toks: Vec<Tok>) -> Vec<Tok> {
-    let mut out = Vec::with_capacity(toks.len() + 8);
-    let mut i = 0;
-    while i < toks.len() {
-        // zone-first: ZONE (sep? ZONE)+ SIDE HEAD
-        if let Some((zones, j)) = zone_run(&toks, i)
-            && let (Some(Tok::Word(side)), Some(head)) =
-                (toks.get(j), toks.get(j + 1).and_then(head_word))
-            && SIDE_WORDS.contains(&side.as_str())
-        {
-            for (n, z) in zones.iter().enumerate() {
-                if n > 0 {
-                    out.push(Tok::Break);
-                }
-                out.extend([z.clone(), side.clone(), head.to_string()].map(Tok::Word));
-            }
-            i = j + 2;
-            continue;
-        }
-        // side-first: SIDE ZONE (sep? ZONE)+ HEAD
-        if let Some(Tok::Word(side)) = toks.get(i)
-            && SIDE_WORDS.contains(&side.as_str())
-            && let Some((zones, j)) = zone_run(&toks, i + 1)
-            && let Some(head) = toks.get(j).and_then(head_word)
-        {
-            for (n, z) in zones.iter().enumerate() {
-                if n > 0 {
-                    out.push(Tok::Break);
-                }
-                out.extend([side.clone(), z.clone(), head.to_string()].map(Tok::Word));
-            }
-            i = j + 1;
-            continue;
-        }
-        out.push(toks[i].clone());
-        i += 1;
-    }
-    out
 }
 
 fn capitalize(s: &str) -> String {
@@ -1118,6 +995,89 @@ ct = "Upper left on CT."
             terms(&kb, "upper right lung"),
             sorted(&["upper right lung"])
         );
+    }
+
+    /// The zones the matched passages name: a zone term its zone, a whole-lung term (`lung`, `extent`
+    /// classes) its side's three.
+    fn matched_zones(kb: &KnowledgeBase, caption: &str) -> Option<[bool; 6]> {
+        let mut zones = [false; 6];
+        let mut any = false;
+        for i in kb.match_report(caption) {
+            let e = &kb.entries[i];
+            let base = if e.term.contains("left") { 0 } else { 3 };
+            match e.class.as_deref() {
+                Some("zone") => {
+                    let z = ["upper", "middle", "lower"]
+                        .iter()
+                        .position(|w| e.term.starts_with(w))
+                        .unwrap();
+                    zones[base + z] = true;
+                }
+                Some("lung" | "extent") => zones[base..base + 3].fill(true),
+                _ => continue,
+            }
+            any = true;
+        }
+        any.then_some(zones)
+    }
+
+    #[test]
+    fn zones_agree_with_caption_groups() {
+        use tgcnet_data::{CaptionMeta, normalize_caption};
+        let kb = kb();
+        let (t, f) = (true, false);
+        for (caption, want) in [
+            (
+                "Bilateral pulmonary infection, three infected areas, upper middle lower left lung and middle right lung.",
+                [t, t, t, f, t, f],
+            ),
+            (
+                "Unilateral pulmonary infection, two infected area, upper and lower right lung .",
+                [f, f, f, t, f, t],
+            ),
+            (
+                "Unilateral pulmonary infection, one infected areas, left upper lung.",
+                [t, f, f, f, f, f],
+            ),
+            (
+                "Opacities in the left upper and lower zones, right base.",
+                [t, f, t, f, f, t],
+            ),
+            (
+                "Bilateral pulmonary infection, upper, middle and lower left lungs and all right lung.",
+                [t; 6],
+            ),
+            (
+                "Consolidation of the whole of the left lung.",
+                [t, t, t, f, f, f],
+            ),
+        ] {
+            let norm = normalize_caption(caption);
+            assert_eq!(
+                CaptionMeta::parse(&norm).zones,
+                Some(want),
+                "groups: {norm}"
+            );
+            assert_eq!(matched_zones(&kb, &norm), Some(want), "matching: {norm}");
+            assert_eq!(
+                matched_zones(&kb, caption),
+                Some(want),
+                "matching raw: {caption}"
+            );
+        }
+        // Lobes are anatomy, not zones: neither side reads a zone from them.
+        assert_eq!(CaptionMeta::parse("left upper lobe").zones, None);
+        assert_eq!(matched_zones(&kb, "left upper lobe"), None);
+        // Every surface form of a zone or whole-lung term in the shipped file reads as its zones.
+        for e in kb
+            .entries
+            .iter()
+            .filter(|e| matches!(e.class.as_deref(), Some("zone" | "lung" | "extent")))
+        {
+            for a in std::iter::once(&e.term).chain(&e.aliases) {
+                assert_eq!(CaptionMeta::parse(a).zones, matched_zones(&kb, a), "{a}");
+            }
+        }
     }
 
     #[test]
