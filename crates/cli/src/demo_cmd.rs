@@ -89,11 +89,7 @@ fn run_config(a: &DemoArgs, text: bool) -> anyhow::Result<RunConfig> {
             ..TrainConfig::default()
         },
     };
-    // Through the file format, so the demo's config obeys the same validation as a user's.
-    Ok(RunConfig::from_toml_str(
-        &cfg.to_toml()?,
-        Path::new("<demo config>"),
-    )?)
+    Ok(cfg.validated(Path::new("<demo config>"))?)
 }
 
 /// What demo.json says about one arm.

@@ -53,9 +53,7 @@ pub fn train_cmd(a: TrainArgs) -> anyhow::Result<i32> {
     } else {
         match (&a.config, &a.preset) {
             (Some(p), _) => RunConfig::from_file(p)?,
-            (None, Some(name)) => {
-                RunConfig::from_toml_str(&format!("preset = {name:?}\n"), Path::new("--preset"))?
-            }
+            (None, Some(name)) => RunConfig::from_preset(name)?,
             (None, None) => bail!("give --config FILE or --preset NAME (paper, small, tiny)"),
         }
     };

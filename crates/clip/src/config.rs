@@ -174,56 +174,36 @@ impl ClipConfig {
     }
 
     fn from_hf(json: &serde_json::Value) -> std::result::Result<Self, String> {
-        let v = &json["vision_config"];
-        let t = &json["text_config"];
-        // HF omits fields equal to the class defaults; these are CLIPVisionConfig's / CLIPTextConfig's.
-        let get =
-            |o: &serde_json::Value, k: &str, d: usize| -> std::result::Result<usize, String> {
-                match o.get(k) {
-                    None | Some(serde_json::Value::Null) => Ok(d),
-                    Some(x) => x
-                        .as_u64()
-                        .map(|x| x as usize)
-                        .ok_or_else(|| format!("`{k}` is not an integer")),
-                }
-            };
-        let act = v
-            .get("hidden_act")
-            .and_then(|a| a.as_str())
-            .unwrap_or("quick_gelu");
-        let activation = parse_act(act)?;
-        let t_act = t
-            .get("hidden_act")
-            .and_then(|a| a.as_str())
-            .unwrap_or("quick_gelu");
-        if parse_act(t_act)? != activation {
+        let c = HfConfig::deserialize(json).map_err(|e| e.to_string())?;
+        let (v, t) = (
+            c.vision_config.unwrap_or_default(),
+            c.text_config.unwrap_or_default(),
+        );
+        let activation = parse_act(v.hidden_act.as_deref())?;
+        if parse_act(t.hidden_act.as_deref())? != activation {
             return Err("vision and text towers use different activations".into());
         }
-        let vwidth = get(v, "hidden_size", 768)?;
-        let twidth = get(t, "hidden_size", 512)?;
+        // HF omits fields equal to the class defaults; these are CLIPVisionConfig's / CLIPTextConfig's.
         Ok(ClipConfig {
-            embed_dim: get(json, "projection_dim", 512)?,
+            embed_dim: c.projection_dim.unwrap_or(512),
             vision: ClipVisionConfig {
-                image_size: get(v, "image_size", 224)?,
-                patch_size: get(v, "patch_size", 32)?,
-                width: vwidth,
-                layers: get(v, "num_hidden_layers", 12)?,
-                heads: get(v, "num_attention_heads", 12)?,
-                mlp_dim: get(v, "intermediate_size", 3072)?,
+                image_size: v.image_size.unwrap_or(224),
+                patch_size: v.patch_size.unwrap_or(32),
+                width: v.hidden_size.unwrap_or(768),
+                layers: v.num_hidden_layers.unwrap_or(12),
+                heads: v.num_attention_heads.unwrap_or(12),
+                mlp_dim: v.intermediate_size.unwrap_or(3072),
             },
             text: ClipTextConfig {
-                vocab_size: get(t, "vocab_size", 49408)?,
-                context_length: get(t, "max_position_embeddings", 77)?,
-                width: twidth,
-                layers: get(t, "num_hidden_layers", 12)?,
-                heads: get(t, "num_attention_heads", 8)?,
-                mlp_dim: get(t, "intermediate_size", 2048)?,
+                vocab_size: t.vocab_size.unwrap_or(49408),
+                context_length: t.max_position_embeddings.unwrap_or(77),
+                width: t.hidden_size.unwrap_or(512),
+                layers: t.num_hidden_layers.unwrap_or(12),
+                heads: t.num_attention_heads.unwrap_or(8),
+                mlp_dim: t.intermediate_size.unwrap_or(2048),
             },
             activation,
-            layer_norm_eps: v
-                .get("layer_norm_eps")
-                .and_then(|x| x.as_f64())
-                .unwrap_or(1e-5),
+            layer_norm_eps: v.layer_norm_eps.unwrap_or(1e-5),
         })
     }
 
@@ -231,50 +211,29 @@ impl ClipConfig {
         json: &serde_json::Value,
         outer_quick_gelu: Option<&serde_json::Value>,
     ) -> std::result::Result<Self, String> {
-        let v = &json["vision_cfg"];
-        let t = &json["text_cfg"];
-        let req = |o: &serde_json::Value, k: &str| -> std::result::Result<usize, String> {
-            o.get(k)
-                .and_then(|x| x.as_u64())
-                .map(|x| x as usize)
-                .ok_or_else(|| format!("`{k}` missing or not an integer"))
-        };
-        let opt = |o: &serde_json::Value, k: &str, d: usize| {
-            o.get(k).and_then(|x| x.as_u64()).map_or(d, |x| x as usize)
-        };
-        let quick = json
-            .get("quick_gelu")
-            .or(outer_quick_gelu)
-            .and_then(|x| x.as_bool())
-            .unwrap_or(false);
-        let vwidth = req(v, "width")?;
-        let twidth = req(t, "width")?;
+        let c = OpenClipConfig::deserialize(json).map_err(|e| e.to_string())?;
+        let (v, t) = (c.vision_cfg, c.text_cfg);
+        let outer = outer_quick_gelu.and_then(serde_json::Value::as_bool);
+        let quick = c.quick_gelu.or(outer).unwrap_or(false);
         // OpenCLIP's defaults: head_width 64, mlp_ratio 4.0 (VisionCfg / TextCfg dataclasses).
-        let vhead = opt(v, "head_width", 64);
-        let thead = opt(t, "head_width", 64);
-        let vratio = v.get("mlp_ratio").and_then(|x| x.as_f64()).unwrap_or(4.0);
-        let tratio = t.get("mlp_ratio").and_then(|x| x.as_f64()).unwrap_or(4.0);
-        let theads = match t.get("heads").and_then(|x| x.as_u64()) {
-            Some(h) => h as usize,
-            None => twidth / thead,
-        };
+        let ratio = |width: usize, r: Option<f64>| (width as f64 * r.unwrap_or(4.0)) as usize;
         Ok(ClipConfig {
-            embed_dim: req(json, "embed_dim")?,
+            embed_dim: c.embed_dim,
             vision: ClipVisionConfig {
-                image_size: req(v, "image_size")?,
-                patch_size: req(v, "patch_size")?,
-                width: vwidth,
-                layers: req(v, "layers")?,
-                heads: vwidth / vhead,
-                mlp_dim: (vwidth as f64 * vratio) as usize,
+                image_size: v.image_size,
+                patch_size: v.patch_size,
+                width: v.width,
+                layers: v.layers,
+                heads: v.width / v.head_width.unwrap_or(64),
+                mlp_dim: ratio(v.width, v.mlp_ratio),
             },
             text: ClipTextConfig {
-                vocab_size: opt(t, "vocab_size", 49408),
-                context_length: opt(t, "context_length", 77),
-                width: twidth,
-                layers: req(t, "layers")?,
-                heads: theads,
-                mlp_dim: (twidth as f64 * tratio) as usize,
+                vocab_size: t.vocab_size.unwrap_or(49408),
+                context_length: t.context_length.unwrap_or(77),
+                width: t.width,
+                layers: t.layers,
+                heads: t.heads.unwrap_or(t.width / t.head_width.unwrap_or(64)),
+                mlp_dim: ratio(t.width, t.mlp_ratio),
             },
             activation: if quick {
                 Activation::QuickGelu
@@ -286,8 +245,66 @@ impl ClipConfig {
     }
 }
 
-fn parse_act(a: &str) -> std::result::Result<Activation, String> {
-    match a {
+/// HF's `config.json` for CLIP: the keys we read (absent ones take HF's class defaults; others are
+/// ignored).
+#[derive(Deserialize)]
+struct HfConfig {
+    projection_dim: Option<usize>,
+    vision_config: Option<HfTower>,
+    text_config: Option<HfTower>,
+}
+
+/// `vision_config` / `text_config` of [`HfConfig`] (the vision tower has no vocabulary, the text tower
+/// no patches; unused keys stay `None`).
+#[derive(Deserialize, Default)]
+struct HfTower {
+    hidden_act: Option<String>,
+    hidden_size: Option<usize>,
+    intermediate_size: Option<usize>,
+    num_hidden_layers: Option<usize>,
+    num_attention_heads: Option<usize>,
+    image_size: Option<usize>,
+    patch_size: Option<usize>,
+    vocab_size: Option<usize>,
+    max_position_embeddings: Option<usize>,
+    layer_norm_eps: Option<f64>,
+}
+
+/// OpenCLIP's model config (`open_clip/model_configs/*.json`, or `model_cfg` of `open_clip_config.json`).
+#[derive(Deserialize)]
+struct OpenClipConfig {
+    embed_dim: usize,
+    quick_gelu: Option<bool>,
+    vision_cfg: OpenClipVision,
+    text_cfg: OpenClipText,
+}
+
+/// OpenCLIP's `vision_cfg` (the keys we read).
+#[derive(Deserialize)]
+struct OpenClipVision {
+    image_size: usize,
+    patch_size: usize,
+    width: usize,
+    layers: usize,
+    head_width: Option<usize>,
+    mlp_ratio: Option<f64>,
+}
+
+/// OpenCLIP's `text_cfg` (the keys we read).
+#[derive(Deserialize)]
+struct OpenClipText {
+    width: usize,
+    layers: usize,
+    heads: Option<usize>,
+    head_width: Option<usize>,
+    mlp_ratio: Option<f64>,
+    vocab_size: Option<usize>,
+    context_length: Option<usize>,
+}
+
+/// HF's `hidden_act`, absent meaning CLIP's default QuickGELU.
+fn parse_act(a: Option<&str>) -> std::result::Result<Activation, String> {
+    match a.unwrap_or("quick_gelu") {
         "quick_gelu" => Ok(Activation::QuickGelu),
         "gelu" => Ok(Activation::Gelu),
         other => Err(format!(
@@ -309,6 +326,23 @@ mod tests {
         assert_eq!(l14.vision.grid(), 16);
         assert_eq!(l14.text.width, 768);
         assert!(ClipConfig::preset("vit-h-99").is_none());
+    }
+
+    #[test]
+    fn hf_config_takes_hf_defaults_for_omitted_keys() {
+        let json = serde_json::json!({"projection_dim": null, "vision_config": {"patch_size": 16,
+            "hidden_act": "gelu", "layer_norm_eps": 1e-6, "unused": [1]}, "text_config": {"hidden_act": "gelu"}});
+        let c = ClipConfig::from_json(&json).expect("hf");
+        assert_eq!(c.embed_dim, 512);
+        assert_eq!(c.vision.patch_size, 16);
+        assert_eq!(c.vision.mlp_dim, 3072);
+        assert_eq!(c.text.heads, 8);
+        assert_eq!(c.activation, Activation::Gelu);
+        assert_eq!(c.layer_norm_eps, 1e-6);
+        let mixed = serde_json::json!({"vision_config": {"hidden_act": "gelu"}});
+        assert!(ClipConfig::from_json(&mixed).is_err());
+        let bad = serde_json::json!({"vision_config": {"hidden_size": "wide"}});
+        assert!(ClipConfig::from_json(&bad).is_err());
     }
 
     #[test]

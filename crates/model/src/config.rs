@@ -247,7 +247,7 @@ impl TgcNetConfig {
         let base = Self::preset(&preset).map_err(|e| e.to_string())?;
         let mut merged =
             toml::Table::try_from(&base).map_err(|e| format!("cannot serialise preset: {e}"))?;
-        merge(&mut merged, &user);
+        merge_tables(&mut merged, &user);
         let cfg: Self = toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| e.to_string())?;
@@ -337,11 +337,12 @@ impl TgcNetConfig {
     }
 }
 
-/// Overwrites `base` with `over`, table by table.
-fn merge(base: &mut toml::Table, over: &toml::Table) {
+/// Overwrites `base` with `over`, table by table: how a config file's keys go over a preset (the model's
+/// `preset` key here, the run config's `[model]` table in `tgcnet_train`).
+pub fn merge_tables(base: &mut toml::Table, over: &toml::Table) {
     for (k, v) in over {
         match (base.get_mut(k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
             _ => {
                 base.insert(k.clone(), v.clone());
             }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tgcnet_data::AugmentConfig;
-use tgcnet_model::config::TgcNetConfig;
+use tgcnet_model::config::{TgcNetConfig, merge_tables};
 
 use crate::error::{Result, TrainError};
 
@@ -143,16 +143,43 @@ impl RunConfig {
             .map(str::to_string)
         {
             let base = TgcNetConfig::preset(&preset).map_err(|e| err(e.to_string()))?;
-            let base = toml::Table::try_from(&base).map_err(|e| err(e.to_string()))?;
+            let mut base = toml::Table::try_from(&base).map_err(|e| err(e.to_string()))?;
             let over = value
                 .remove("model")
                 .and_then(|m| m.as_table().cloned())
                 .unwrap_or_default();
-            value.insert("model".into(), toml::Value::Table(merge(base, over)));
+            merge_tables(&mut base, &over);
+            value.insert("model".into(), toml::Value::Table(base));
         }
         let cfg: RunConfig = toml::Value::Table(value)
             .try_into()
             .map_err(|e: toml::de::Error| err(e.to_string()))?;
+        cfg.validated(origin)
+    }
+
+    /// The run config of a preset (`paper`, `small`, `tiny`) with the default schedule: what a file
+    /// holding only `preset = "NAME"` reads as.
+    pub fn from_preset(name: &str) -> Result<Self> {
+        let cfg = RunConfig {
+            preset: Some(name.to_string()),
+            model: TgcNetConfig::preset(name).map_err(|e| TrainError::Config {
+                path: "--preset".into(),
+                message: e.to_string(),
+            })?,
+            train: TrainConfig::default(),
+        };
+        cfg.validated(Path::new("--preset"))
+    }
+
+    /// The config when it passes the checks a config file must pass (a buildable model, a usable
+    /// schedule); errors name `origin`. Configs built in code go through this too, so that they obey
+    /// the same rules as a user's file.
+    pub fn validated(self, origin: &Path) -> Result<Self> {
+        let err = |message: String| TrainError::Config {
+            path: origin.into(),
+            message,
+        };
+        let cfg = self;
         cfg.model.validate().map_err(|e| err(e.to_string()))?;
         if cfg.train.batch_size == 0 || cfg.train.epochs == 0 {
             return Err(err(
@@ -196,24 +223,29 @@ impl RunConfig {
     }
 }
 
-fn merge(mut base: toml::Table, over: toml::Table) -> toml::Table {
-    for (k, v) in over {
-        match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => {
-                let merged = merge(std::mem::take(b), o);
-                *b = merged;
-            }
-            (_, v) => {
-                base.insert(k, v);
-            }
-        }
-    }
-    base
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn code_built_configs_equal_their_files() {
+        for name in ["paper", "small", "tiny"] {
+            let typed = RunConfig::from_preset(name).unwrap();
+            let file =
+                RunConfig::from_toml_str(&format!("preset = {name:?}\n"), Path::new("f")).unwrap();
+            assert_eq!(typed, file, "{name}");
+        }
+        let mut cfg = RunConfig::from_preset("tiny").unwrap();
+        cfg.preset = None;
+        cfg.model.loss.aux_weight = 1.0;
+        cfg.train.lr = 1e-3;
+        cfg.train.warmup_steps = 20;
+        cfg.train.augment = false;
+        let read = RunConfig::from_toml_str(&cfg.to_toml().unwrap(), Path::new("f")).unwrap();
+        assert_eq!(cfg.clone().validated(Path::new("f")).unwrap(), read);
+        cfg.train.epochs = 0;
+        assert!(cfg.validated(Path::new("f")).is_err());
+    }
 
     #[test]
     fn preset_with_overrides() {
