@@ -112,7 +112,7 @@ pub fn curves_cmd(a: CurvesArgs) -> anyhow::Result<i32> {
 "#,
         2.0 * w
     );
-    tgcnet_clip::weights::write_atomic(&a.out, doc.as_bytes())
+    tgcnet_io::write_atomic(&a.out, doc.as_bytes())
         .with_context(|| format!("{}", a.out.display()))?;
     println!("{}: {} runs", a.out.display(), a.runs.len());
     Ok(0)

@@ -226,7 +226,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
             &device,
         )?;
         let md = markdown(&report, &format!("demo, {name}"));
-        tgcnet_clip::weights::write_atomic(&run.join("eval.md"), md.as_bytes())?;
+        tgcnet_io::write_atomic(&run.join("eval.md"), md.as_bytes())?;
         let counterfactual = evaluate(
             &model,
             &encoder,
@@ -269,9 +269,9 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<i32> {
         config_full: run_config(&a, true)?,
     };
     let json = serde_json::to_string_pretty(&result)?;
-    tgcnet_clip::weights::write_atomic(&a.out.join("demo.json"), json.as_bytes())?;
+    tgcnet_io::write_atomic(&a.out.join("demo.json"), json.as_bytes())?;
     let md = demo_markdown(&a, &result);
-    tgcnet_clip::weights::write_atomic(&a.out.join("demo.md"), md.as_bytes())?;
+    tgcnet_io::write_atomic(&a.out.join("demo.md"), md.as_bytes())?;
     write_report(
         &a.out.join("report.html"),
         &ReportInput {

@@ -372,6 +372,6 @@ counterfactual captions: <b>{cf:.1} %</b> (text off {cf_off:.1} %). Whole demo {
     );
     html.push_str(&example_rows(input.examples)?);
     html.push_str("</table></body></html>\n");
-    tgcnet_clip::weights::write_atomic(path, html.as_bytes())?;
+    tgcnet_io::write_atomic(path, html.as_bytes())?;
     Ok(())
 }

@@ -158,7 +158,7 @@ pub fn infer_cmd(a: InferArgs) -> anyhow::Result<i32> {
     for r in &rows {
         w.serialize(r)?;
     }
-    tgcnet_clip::weights::write_atomic(&path, &w.into_inner()?)?;
+    tgcnet_io::write_atomic(&path, &w.into_inner()?)?;
     println!(
         "{} pictures segmented, {failed} skipped; masks, overlays and {} in {}",
         rows.len() - failed,

@@ -24,7 +24,6 @@
 //! This file is the command and its HTTP client (ureq); the prompt, the endpoint rules, reading the
 //! reply and the file's header are `tgcnet_model::knowledge_gen`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -296,30 +295,17 @@ impl Client {
     }
 }
 
-/// Writes `text` to a temporary file next to `out`, syncs it and renames it over `out`.
+/// The knowledge file through the workspace's one atomic write, with errors that name the option.
 fn write_atomic(out: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = out
-        .file_name()
-        .ok_or_else(|| anyhow!("--out {}: not a file path", out.display()))?
-        .to_string_lossy()
-        .into_owned();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, out)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow!(
-            "--out {}: cannot write the file: {e}",
-            out.display()
-        ));
+    if out.file_name().is_none() {
+        return Err(anyhow!("--out {}: not a file path", out.display()));
     }
-    Ok(())
+    tgcnet_io::write_atomic(out, text.as_bytes()).map_err(|e| {
+        // The OS message alone: the option already names the file.
+        let reason = match e {
+            tgcnet_io::IoError::Io { error, .. } => error.to_string(),
+            other => other.to_string(),
+        };
+        anyhow!("--out {}: cannot write the file: {reason}", out.display())
+    })
 }

@@ -193,12 +193,12 @@ pub fn eval_cmd(a: EvalArgs) -> anyhow::Result<i32> {
     });
     std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
     let json = serde_json::to_string_pretty(&report)?;
-    tgcnet_clip::weights::write_atomic(&out.join("eval.json"), json.as_bytes())?;
+    tgcnet_io::write_atomic(&out.join("eval.json"), json.as_bytes())?;
     let md = markdown(
         &report,
         &format!("{} on {} ({})", ckpt.display(), a.data.display(), a.split),
     );
-    tgcnet_clip::weights::write_atomic(&out.join("eval.md"), md.as_bytes())?;
+    tgcnet_io::write_atomic(&out.join("eval.md"), md.as_bytes())?;
     print!("{md}");
     Ok(0)
 }

@@ -86,6 +86,20 @@ pub enum ClipError {
 /// This crate's result.
 pub type Result<T> = std::result::Result<T, ClipError>;
 
+impl From<tgcnet_io::IoError> for ClipError {
+    fn from(e: tgcnet_io::IoError) -> Self {
+        // The same variants as before tensor files moved to `tgcnet-io`: callers that match on them
+        // see no difference.
+        match e {
+            tgcnet_io::IoError::Io { path, error } => ClipError::Io { path, error },
+            tgcnet_io::IoError::Safetensors { path, message } => {
+                ClipError::Safetensors { path, message }
+            }
+            tgcnet_io::IoError::Dtype { path, key, dtype } => ClipError::Dtype { path, key, dtype },
+        }
+    }
+}
+
 impl ClipError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ClipError::Io {

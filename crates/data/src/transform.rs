@@ -16,7 +16,12 @@ use crate::imageio::Plane;
 use crate::rng::Rng;
 
 /// CLIP's per-channel mean and standard deviation (on [0, 1] intensities), from the CLIP crate.
-pub use tgcnet_clip::image::{CLIP_MEAN, CLIP_STD};
+/// CLIP's per-channel input mean (RGB), the statistics of its training images. The same numbers as
+/// `tgcnet_clip::image::CLIP_MEAN` (a test in `tgcnet-model` checks), kept here so that the data crate
+/// needs no CLIP code.
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// CLIP's per-channel input standard deviation (RGB); see [`CLIP_MEAN`].
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// Interpolation for image resizing (masks always use nearest).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]

@@ -75,3 +75,10 @@ impl ModelError {
         }
     }
 }
+
+impl From<tgcnet_io::IoError> for ModelError {
+    fn from(e: tgcnet_io::IoError) -> Self {
+        // Through the CLIP error, as when tensor files lived in `tgcnet-clip`.
+        ModelError::Clip(e.into())
+    }
+}

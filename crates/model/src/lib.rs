@@ -36,3 +36,20 @@ pub use sse::{CnnBranch, Pyramid, Sse, SseConfig};
 pub use text::{CaptionEncoder, TextBatch, load_knowledge};
 pub use tgcnet::{Stage, TgcNet, TgcNetOutput};
 pub use vlcm::{ConcatFusion, Vlcm, VlcmConfig};
+
+#[cfg(test)]
+mod tests {
+    /// The data crate keeps its own copy of CLIP's input statistics (so that it needs no CLIP code);
+    /// it must be CLIP's.
+    #[test]
+    fn data_normalises_with_clips_statistics() {
+        assert_eq!(
+            tgcnet_data::transform::CLIP_MEAN,
+            tgcnet_clip::image::CLIP_MEAN
+        );
+        assert_eq!(
+            tgcnet_data::transform::CLIP_STD,
+            tgcnet_clip::image::CLIP_STD
+        );
+    }
+}

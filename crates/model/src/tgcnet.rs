@@ -12,10 +12,9 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use tgcnet_clip::weights::{
-    HostTensor, KeyStyle, TensorMap, check_unused, collect_params, load_module,
-};
+use tgcnet_clip::weights::{KeyStyle, check_unused, collect_params, load_module};
 use tgcnet_clip::{ClipConfig, ClipTextTransformer, ClipVisionTransformer};
+use tgcnet_io::{HostTensor, TensorMap};
 
 use crate::config::TgcNetConfig;
 use crate::date::{Date, encode_passages};

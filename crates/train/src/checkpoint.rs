@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tgcnet_clip::weights::{HostTensor, TensorMap};
+use tgcnet_io::{HostTensor, TensorMap};
 use tgcnet_model::TgcNet;
 
 use crate::error::{Result, TrainError};

@@ -93,3 +93,10 @@ impl TrainError {
         }
     }
 }
+
+impl From<tgcnet_io::IoError> for TrainError {
+    fn from(e: tgcnet_io::IoError) -> Self {
+        // Through the CLIP error, as when tensor files lived in `tgcnet-clip`.
+        TrainError::Clip(e.into())
+    }
+}

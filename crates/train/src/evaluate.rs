@@ -410,7 +410,7 @@ pub fn write_png<P: image::Pixel<Subpixel = u8> + image::PixelWithColorType>(
         image::ImageFormat::Png,
     )
     .map_err(|e| TrainError::Other(format!("{}: encoding PNG: {e}", path.display())))?;
-    tgcnet_clip::weights::write_atomic(path, &bytes)?;
+    tgcnet_io::write_atomic(path, &bytes)?;
     Ok(())
 }
 

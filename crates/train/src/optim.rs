@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::Gradients;
 use burn::tensor::{Device, Tensor, TensorData};
-use tgcnet_clip::weights::HostTensor;
+use tgcnet_io::HostTensor;
 use tgcnet_kernels::{AdamWStep, adamw};
 
 use crate::config::TrainConfig;

@@ -314,7 +314,7 @@ pub fn write_curves(
         loss_chart,
         dice_chart
     );
-    tgcnet_clip::weights::write_atomic(path, doc.as_bytes())?;
+    tgcnet_io::write_atomic(path, doc.as_bytes())?;
     Ok(())
 }
 

@@ -103,7 +103,7 @@ impl RunDir {
                 message: "already holds a run (last.safetensors); pass --resume to continue it or choose another --out".into(),
             });
         }
-        tgcnet_clip::weights::write_atomic(&config_path, cfg.to_toml()?.as_bytes())?;
+        tgcnet_io::write_atomic(&config_path, cfg.to_toml()?.as_bytes())?;
         for f in ["metrics.jsonl", "metrics.csv", "steps.jsonl"] {
             let p = run.file(f);
             if p.exists() {
@@ -127,7 +127,7 @@ impl RunDir {
         write_jsonl(&self.file("steps.jsonl"), &steps)?;
         let csv_path = self.file("metrics.csv");
         if csv_path.exists() {
-            tgcnet_clip::weights::write_atomic(&csv_path, &csv_bytes(&rows, true)?)?;
+            tgcnet_io::write_atomic(&csv_path, &csv_bytes(&rows, true)?)?;
         }
         Ok(())
     }
@@ -187,7 +187,7 @@ fn jsonl<T: Serialize>(rows: &[T]) -> Result<Vec<u8>> {
 }
 
 fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
-    tgcnet_clip::weights::write_atomic(path, &jsonl(rows)?)?;
+    tgcnet_io::write_atomic(path, &jsonl(rows)?)?;
     Ok(())
 }
 
