@@ -199,115 +199,19 @@ pub fn bench(
     let inner = train_dev.clone().inner();
     let eval_model = model.valid();
 
-    // Inference, latency batch, with per-stage times.
     reset_peak_rss();
-    let text = encoder.encode(&captions(opts.latency_batch), &inner)?;
-    let x = images(opts.latency_batch, s, &inner);
-    let mut total = Vec::new();
-    let mut stage_ms: Vec<(Stage, Vec<f64>)> = Vec::new();
-    for i in 0..opts.warmup + opts.repeats {
-        sync(&inner)?;
-        let t0 = Instant::now();
-        let mut last = t0;
-        let mut times: Vec<(Stage, f64)> = Vec::new();
-        let out = eval_model.forward_probed(x.clone(), &text, &mut |stage| {
-            let _ = inner.sync();
-            times.push((stage, ms_since(last)));
-            last = Instant::now();
-        });
-        let _ = out.logits.into_data();
-        let t = ms_since(t0);
-        if i >= opts.warmup {
-            total.push(t);
-            for (stage, ms) in times {
-                match stage_ms.iter_mut().find(|(s, _)| *s == stage) {
-                    Some((_, v)) => v.push(ms),
-                    None => stage_ms.push((stage, vec![ms])),
-                }
-            }
-        }
-    }
-    let inference_latency = Timing::from_ms(total);
-    let stages = stage_ms
-        .into_iter()
-        .map(|(stage, v)| StageTime {
-            stage: stage.name().to_string(),
-            median_ms: Timing::from_ms(v).median_ms,
-        })
-        .collect();
-
-    // Inference, throughput batch.
-    let text = encoder.encode(&captions(opts.throughput_batch), &inner)?;
-    let x = images(opts.throughput_batch, s, &inner);
-    let mut total = Vec::new();
-    for i in 0..opts.warmup + opts.repeats {
-        sync(&inner)?;
-        let t0 = Instant::now();
-        let out = eval_model.forward(x.clone(), &text);
-        let _ = out.logits.into_data();
-        if i >= opts.warmup {
-            total.push(ms_since(t0));
-        }
-    }
-    let inference_throughput = Timing::from_ms(total);
+    let (inference_latency, stages) = latency(&eval_model, &encoder, opts, s, &inner)?;
+    let inference_throughput = throughput(&eval_model, &encoder, opts, s, &inner)?;
     let images_per_s = opts.throughput_batch as f64 / (inference_throughput.median_ms / 1e3);
     let peak_rss_inference_mb = peak_rss_mb();
     drop(eval_model);
 
-    // Training step: forward, loss, backward, AdamW update.
     let (train_step, train_phases, peak_rss_train_mb) = if opts.skip_train {
         (None, Vec::new(), None)
     } else {
         reset_peak_rss();
-        let text = encoder.encode(&captions(opts.train_batch), &train_dev)?;
-        let x = images(opts.train_batch, s, &train_dev);
-        let mask = Tensor::<4>::random(
-            [opts.train_batch, 1, s, s],
-            Distribution::Bernoulli(0.3),
-            &train_dev,
-        );
-        let loss_fn = TgcLoss::new(&cfg.loss);
-        let mut optim = AdamW::new(&TrainConfig::default());
-        let mut model = model;
-        let mut total = Vec::new();
-        let mut phases: [Vec<f64>; 4] = Default::default();
-        for i in 0..opts.warmup + opts.repeats {
-            sync(&train_dev)?;
-            let t0 = Instant::now();
-            let out = model.forward(x.clone(), &text);
-            // Synchronising between phases costs nothing on the CPU; on a GPU it splits the queue.
-            sync(&train_dev)?;
-            let t1 = Instant::now();
-            let loss = loss_fn.forward(out.logits, &out.sim_maps, mask.clone());
-            sync(&train_dev)?;
-            let t2 = Instant::now();
-            let grads = loss.total.backward();
-            sync(&train_dev)?;
-            let t3 = Instant::now();
-            let (m, _) = optim.step(model, &grads, 1e-4);
-            model = m;
-            // Asynchronous backends (GPU) queue the update: wait for it to finish.
-            sync(&train_dev)?;
-            if i >= opts.warmup {
-                total.push(ms_since(t0));
-                for (v, (a, b)) in
-                    phases
-                        .iter_mut()
-                        .zip([(t0, t1), (t1, t2), (t2, t3), (t3, Instant::now())])
-                {
-                    v.push((b - a).as_secs_f64() * 1e3);
-                }
-            }
-        }
-        let phases = ["forward", "loss", "backward", "optimizer (clip + AdamW)"]
-            .into_iter()
-            .zip(phases)
-            .map(|(stage, v)| StageTime {
-                stage: stage.to_string(),
-                median_ms: Timing::from_ms(v).median_ms,
-            })
-            .collect();
-        (Some(Timing::from_ms(total)), phases, peak_rss_mb())
+        let (step, phases) = train_step(model, &encoder, &cfg, opts, &train_dev)?;
+        (Some(step), phases, peak_rss_mb())
     };
 
     Ok(BenchReport {
@@ -329,6 +233,133 @@ pub fn bench(
         peak_rss_inference_mb,
         peak_rss_train_mb,
     })
+}
+
+/// Inference at the latency batch, with the time of each stage (the device synchronised between
+/// stages, so each stage's time is its own).
+fn latency(
+    model: &TgcNet,
+    encoder: &CaptionEncoder,
+    opts: &BenchOptions,
+    size: usize,
+    device: &Device,
+) -> Result<(Timing, Vec<StageTime>)> {
+    let text = encoder.encode(&captions(opts.latency_batch), device)?;
+    let x = images(opts.latency_batch, size, device);
+    let mut total = Vec::new();
+    let mut stage_ms: Vec<(Stage, Vec<f64>)> = Vec::new();
+    for i in 0..opts.warmup + opts.repeats {
+        sync(device)?;
+        let t0 = Instant::now();
+        let mut last = t0;
+        let mut times: Vec<(Stage, f64)> = Vec::new();
+        let out = model.forward_probed(x.clone(), &text, &mut |stage| {
+            let _ = device.sync();
+            times.push((stage, ms_since(last)));
+            last = Instant::now();
+        });
+        let _ = out.logits.into_data();
+        let t = ms_since(t0);
+        if i >= opts.warmup {
+            total.push(t);
+            for (stage, ms) in times {
+                match stage_ms.iter_mut().find(|(s, _)| *s == stage) {
+                    Some((_, v)) => v.push(ms),
+                    None => stage_ms.push((stage, vec![ms])),
+                }
+            }
+        }
+    }
+    let stages = stage_ms
+        .into_iter()
+        .map(|(stage, v)| StageTime {
+            stage: stage.name().to_string(),
+            median_ms: Timing::from_ms(v).median_ms,
+        })
+        .collect();
+    Ok((Timing::from_ms(total), stages))
+}
+
+/// Inference at the throughput batch.
+fn throughput(
+    model: &TgcNet,
+    encoder: &CaptionEncoder,
+    opts: &BenchOptions,
+    size: usize,
+    device: &Device,
+) -> Result<Timing> {
+    let text = encoder.encode(&captions(opts.throughput_batch), device)?;
+    let x = images(opts.throughput_batch, size, device);
+    let mut total = Vec::new();
+    for i in 0..opts.warmup + opts.repeats {
+        sync(device)?;
+        let t0 = Instant::now();
+        let out = model.forward(x.clone(), &text);
+        let _ = out.logits.into_data();
+        if i >= opts.warmup {
+            total.push(ms_since(t0));
+        }
+    }
+    Ok(Timing::from_ms(total))
+}
+
+/// Training steps (forward, loss, backward, AdamW update) on the autodiff device, with each phase's time.
+fn train_step(
+    mut model: TgcNet,
+    encoder: &CaptionEncoder,
+    cfg: &TgcNetConfig,
+    opts: &BenchOptions,
+    device: &Device,
+) -> Result<(Timing, Vec<StageTime>)> {
+    let s = cfg.image_size;
+    let text = encoder.encode(&captions(opts.train_batch), device)?;
+    let x = images(opts.train_batch, s, device);
+    let mask = Tensor::<4>::random(
+        [opts.train_batch, 1, s, s],
+        Distribution::Bernoulli(0.3),
+        device,
+    );
+    let loss_fn = TgcLoss::new(&cfg.loss);
+    let mut optim = AdamW::new(&TrainConfig::default());
+    let mut total = Vec::new();
+    let mut phases: [Vec<f64>; 4] = Default::default();
+    for i in 0..opts.warmup + opts.repeats {
+        sync(device)?;
+        let t0 = Instant::now();
+        let out = model.forward(x.clone(), &text);
+        // Synchronising between phases costs nothing on the CPU; on a GPU it splits the queue.
+        sync(device)?;
+        let t1 = Instant::now();
+        let loss = loss_fn.forward(out.logits, &out.sim_maps, mask.clone());
+        sync(device)?;
+        let t2 = Instant::now();
+        let grads = loss.total.backward();
+        sync(device)?;
+        let t3 = Instant::now();
+        let (m, _) = optim.step(model, &grads, 1e-4);
+        model = m;
+        // Asynchronous backends (GPU) queue the update: wait for it to finish.
+        sync(device)?;
+        if i >= opts.warmup {
+            total.push(ms_since(t0));
+            for (v, (a, b)) in
+                phases
+                    .iter_mut()
+                    .zip([(t0, t1), (t1, t2), (t2, t3), (t3, Instant::now())])
+            {
+                v.push((b - a).as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let phases = ["forward", "loss", "backward", "optimizer (clip + AdamW)"]
+        .into_iter()
+        .zip(phases)
+        .map(|(stage, v)| StageTime {
+            stage: stage.to_string(),
+            median_ms: Timing::from_ms(v).median_ms,
+        })
+        .collect();
+    Ok((Timing::from_ms(total), phases))
 }
 
 impl std::fmt::Display for BenchReport {
