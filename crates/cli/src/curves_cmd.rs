@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use tgcnet_train::plot::{Chart, Series, svg_chart};
+use tgcnet_train::plot::{Chart, Series, side_by_side, svg_chart};
 use tgcnet_train::rundir::EpochRow;
 
 #[derive(Args, Debug)]
@@ -103,28 +103,9 @@ pub fn curves_cmd(a: CurvesArgs) -> anyhow::Result<i32> {
         },
         &dice,
     );
-    let (w, h) = (
-        chart_size(&loss_chart, "width"),
-        chart_size(&loss_chart, "height"),
-    );
-    let doc = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{h}"><g>{loss_chart}</g><g transform="translate({w} 0)">{dice_chart}</g></svg>
-"#,
-        2.0 * w
-    );
+    let doc = side_by_side(&loss_chart, &dice_chart);
     tgcnet_io::write_atomic(&a.out, doc.as_bytes())
         .with_context(|| format!("{}", a.out.display()))?;
     println!("{}: {} runs", a.out.display(), a.runs.len());
     Ok(0)
-}
-
-/// The `width`/`height` attribute of a chart's `<svg>` element.
-fn chart_size(svg: &str, attr: &str) -> f64 {
-    let key = format!("{attr}=\"");
-    svg.find(&key)
-        .and_then(|i| {
-            let rest = &svg[i + key.len()..];
-            rest.split('"').next()?.parse().ok()
-        })
-        .unwrap_or(560.0)
 }

@@ -306,16 +306,17 @@ pub fn write_curves(
             Series::new("global", "#2ca02c", epochs(dice_global, 100.0)).dashed(),
         ],
     );
-    // Two charts side by side in one document.
-    let doc = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{H}"><g>{}</g><g transform="translate({W} 0)">{}</g></svg>
-"#,
-        2.0 * W,
-        loss_chart,
-        dice_chart
-    );
-    tgcnet_io::write_atomic(path, doc.as_bytes())?;
+    tgcnet_io::write_atomic(path, side_by_side(&loss_chart, &dice_chart).as_bytes())?;
     Ok(())
+}
+
+/// Two charts of [`svg_chart`] side by side in one SVG document.
+pub fn side_by_side(left: &str, right: &str) -> String {
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{H}"><g>{left}</g><g transform="translate({W} 0)">{right}</g></svg>
+"#,
+        2.0 * W
+    )
 }
 
 #[cfg(test)]
