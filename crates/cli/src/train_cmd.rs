@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use tgcnet_data::{Dataset, SideConvention};
 use tgcnet_model::CaptionEncoder;
-use tgcnet_train::checkpoint::load_model;
+use tgcnet_train::checkpoint::{average_params, load_model};
 use tgcnet_train::evaluate::{CaptionCondition, EvalOptions, evaluate_conditions, markdown};
 use tgcnet_train::trainer::TrainOptions;
 use tgcnet_train::{RunConfig, train};
@@ -36,6 +36,10 @@ pub struct TrainArgs {
     /// Override train.seed (initialisation, data order and augmentation), e.g. to measure seed noise.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Start from this checkpoint's parameters (same architecture) instead of a random initialisation;
+    /// overrides train.init.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
     /// `fail` (default) or `skip` samples that cannot be read.
     #[arg(long)]
     pub on_bad_sample: Option<String>,
@@ -63,6 +67,9 @@ pub fn train_cmd(a: TrainArgs) -> anyhow::Result<i32> {
         }
         if let Some(s) = a.seed {
             cfg.train.seed = s;
+        }
+        if let Some(p) = &a.init {
+            cfg.train.init = Some(p.clone());
         }
         if let Some(p) = &a.on_bad_sample {
             cfg.train.on_bad_sample = p.clone();
@@ -129,8 +136,24 @@ pub struct EvalArgs {
     /// convention. Default: the model's.
     #[arg(long)]
     pub laterality: Option<SideConvention>,
+    /// Probability above which a pixel is lesion.
+    #[arg(long, default_value_t = 0.5, value_parser = probability)]
+    pub threshold: f32,
+    /// Also score these thresholds (comma-separated) in the same pass, to choose one on a validation
+    /// split; the table goes into eval.json / eval.md.
+    #[arg(long, value_delimiter = ',', value_parser = probability)]
+    pub sweep: Vec<f32>,
     #[command(flatten)]
     pub device: DeviceArg,
+}
+
+/// A probability strictly between 0 and 1.
+fn probability(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(p) if p > 0.0 && p < 1.0 => Ok(p),
+        Ok(p) => Err(format!("{p} is not strictly between 0 and 1")),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
 }
 
 /// Rewrites captions written in `from` for a model trained on `to`'s convention, saying so once.
@@ -180,6 +203,8 @@ pub fn eval_cmd(a: EvalArgs) -> anyhow::Result<i32> {
             hd95: true,
             save_masks: a.save_masks.clone(),
             max_samples: a.limit,
+            threshold: a.threshold,
+            sweep: a.sweep.clone(),
             ..EvalOptions::default()
         },
         &device,
@@ -205,9 +230,11 @@ pub fn eval_cmd(a: EvalArgs) -> anyhow::Result<i32> {
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// A parameter checkpoint (best.safetensors) or a training state (last.safetensors).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    /// A parameter checkpoint (best.safetensors) or a training state (last.safetensors). Given more
+    /// than once, the checkpoints' parameters are averaged (e.g. a run's last `epoch-NNN.safetensors`
+    /// snapshots; they must share one architecture) and the first one's config is kept.
+    #[arg(long, required = true)]
+    pub checkpoint: Vec<PathBuf>,
     /// The parameter file to write (what `eval --checkpoint` and `infer` read).
     #[arg(long)]
     pub out: PathBuf,
@@ -220,7 +247,12 @@ pub struct ExportArgs {
 /// ship a model without its optimizer state.
 pub fn export_cmd(a: ExportArgs) -> anyhow::Result<i32> {
     let device = burn::tensor::Device::flex();
-    let model = load_model(&a.checkpoint, &device).context("loading the checkpoint")?;
+    let mut model = load_model(&a.checkpoint[0], &device).context("loading the checkpoint")?;
+    if a.checkpoint.len() > 1 {
+        let paths: Vec<&Path> = a.checkpoint.iter().map(PathBuf::as_path).collect();
+        model = model.load_params_map(average_params(&paths)?)?;
+        eprintln!("averaged the parameters of {} checkpoints", paths.len());
+    }
     model.save_params_with(&a.out, a.f16)?;
     let bytes = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
     eprintln!(

@@ -628,3 +628,130 @@ fn errors_name_the_file_once() {
         );
     }
 }
+
+/// A second learning-rate cycle from a checkpoint (`--init`), per-epoch snapshots, their average
+/// (`export` with several checkpoints) and a threshold sweep in `eval`.
+#[test]
+fn init_snapshots_average_and_threshold_sweep() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = phantom(tmp.path(), 16);
+    let cfg = tmp.path().join("snap.toml");
+    std::fs::write(
+        &cfg,
+        "preset = \"tiny\"\n[train]\nepochs = 2\nbatch_size = 8\nlr = 1e-3\nwarmup_steps = 2\nseed = 5\nsnapshots = true\n",
+    )
+    .expect("write config");
+    let run = tmp.path().join("run");
+    ok(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&run));
+    let (e1, e2) = (
+        run.join("epoch-001.safetensors"),
+        run.join("epoch-002.safetensors"),
+    );
+    let avg = tmp.path().join("avg.safetensors");
+    ok(bin()
+        .arg("export")
+        .arg("--checkpoint")
+        .arg(&e1)
+        .arg("--checkpoint")
+        .arg(&e2)
+        .arg("--out")
+        .arg(&avg));
+    let read = |p: &Path| TensorMap::read_safetensors(p).expect("read").tensors;
+    let (a, b, m) = (read(&e1), read(&e2), read(&avg));
+    assert_eq!(m.len(), a.len());
+    let mut changed = 0;
+    for (k, t) in &m {
+        for ((x, y), z) in a[k].data.iter().zip(&b[k].data).zip(&t.data) {
+            assert!((0.5 * (x + y) - z).abs() <= 1e-6 * (1.0 + z.abs()), "{k}");
+            changed += usize::from(x != y);
+        }
+    }
+    assert!(changed > 0, "the two epochs hold the same parameters");
+
+    // Starting from the average with a vanishing learning rate validates the average's parameters.
+    let eval_avg = tmp.path().join("eval-avg");
+    let md = ok(bin()
+        .arg("eval")
+        .arg("--checkpoint")
+        .arg(&avg)
+        .arg("--data")
+        .arg(&data)
+        .args(["--split", "val", "--sweep", "0.3,0.5,0.7", "--out"])
+        .arg(&eval_avg));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(eval_avg.join("eval.json")).expect("eval.json"))
+            .expect("json");
+    assert!(
+        md.contains("\n| threshold | Dice per-image | Dice global |\n")
+            && md.contains("\n| 0.7 | "),
+        "{md}"
+    );
+    let sweep = report["sweep"].as_array().expect("sweep");
+    assert_eq!(sweep.len(), 3);
+    let at = |r: &serde_json::Value| r["dice_global"].as_f64().expect("dice");
+    assert!(
+        (at(&sweep[1]) - report["summary"]["dice_global"].as_f64().expect("dice")).abs() < 1e-12
+    );
+    let still = tmp.path().join("still.toml");
+    std::fs::write(
+        &still,
+        "preset = \"tiny\"\n[train]\nepochs = 1\nbatch_size = 8\nlr = 1e-12\nwarmup_steps = 0\nseed = 9\naugment = false\n",
+    )
+    .expect("write config");
+    let fine = tmp.path().join("fine");
+    ok(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&still)
+        .arg("--init")
+        .arg(&avg)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&fine));
+    let rows = std::fs::read_to_string(fine.join("metrics.jsonl")).expect("metrics");
+    let row: serde_json::Value =
+        serde_json::from_str(rows.lines().next().expect("row")).expect("json");
+    let fine_dice = row["val_dice_global"].as_f64().expect("dice");
+    let avg_dice = report["summary"]["dice_global"].as_f64().expect("dice");
+    assert!(
+        (fine_dice - avg_dice).abs() < 1e-6,
+        "{fine_dice} vs {avg_dice}"
+    );
+
+    // A threshold far from 0.5 changes the numbers.
+    let high = tmp.path().join("eval-high");
+    ok(bin()
+        .arg("eval")
+        .arg("--checkpoint")
+        .arg(&avg)
+        .arg("--data")
+        .arg(&data)
+        .args(["--split", "val", "--threshold", "0.7", "--out"])
+        .arg(&high));
+    let high: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(high.join("eval.json")).expect("eval.json"))
+            .expect("json");
+    assert_eq!(high["threshold"].as_f64(), Some(0.7));
+    assert!((at(&sweep[2]) - high["summary"]["dice_global"].as_f64().expect("dice")).abs() < 1e-12);
+
+    let missing = bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--init", "nope.safetensors", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(tmp.path().join("x"))
+        .output()
+        .expect("run");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.safetensors"));
+}

@@ -134,15 +134,125 @@ pub fn model_config(path: &Path) -> Result<tgcnet_model::config::TgcNetConfig> {
     })
 }
 
+/// The model parameters of a parameter file or a training state, keyed as [`TgcNet::checkpoint_params`].
+pub fn load_params(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
+    let meta = TensorMap::read_metadata(path)?;
+    if meta.get("format").map(String::as_str) == Some(STATE_FORMAT) {
+        Ok(load_state(path)?.params)
+    } else {
+        Ok(TensorMap::read_safetensors(path)?.tensors)
+    }
+}
+
 /// Builds the model a checkpoint was trained with and loads its parameters (either file kind).
 pub fn load_model(path: &Path, device: &burn::tensor::Device) -> Result<TgcNet> {
     let cfg = model_config(path)?;
     let model = TgcNet::new(&cfg, device)?;
-    let meta = TensorMap::read_metadata(path)?;
-    if meta.get("format").map(String::as_str) == Some(STATE_FORMAT) {
-        let state = load_state(path)?;
-        Ok(model.load_params_map(state.params)?)
-    } else {
-        Ok(model.load_params_file(path)?)
+    Ok(model.load_params_map(load_params(path)?)?)
+}
+
+/// The element-wise mean of several checkpoints' parameters (weight averaging of one run's last
+/// epochs, Izmailov et al., 2018): every file must hold the same keys with the same shapes.
+pub fn average_params(paths: &[&Path]) -> Result<BTreeMap<String, HostTensor>> {
+    let Some((first, rest)) = paths.split_first() else {
+        return Err(TrainError::Checkpoint {
+            path: Path::new("").into(),
+            message: "no checkpoint to average".into(),
+        });
+    };
+    let mut sum = load_params(first)?;
+    for path in rest {
+        let other = load_params(path)?;
+        let mismatch = |message: String| TrainError::Checkpoint {
+            path: (*path).into(),
+            message,
+        };
+        if other.len() != sum.len() {
+            return Err(mismatch(format!(
+                "{} parameters, {} holds {}",
+                other.len(),
+                first.display(),
+                sum.len()
+            )));
+        }
+        for (key, t) in other {
+            let acc = sum
+                .get_mut(&key)
+                .ok_or_else(|| mismatch(format!("key `{key}` is not in {}", first.display())))?;
+            if acc.shape != t.shape {
+                return Err(mismatch(format!(
+                    "`{key}` has shape {:?}, {:?} in {}",
+                    t.shape,
+                    acc.shape,
+                    first.display()
+                )));
+            }
+            acc.data.iter_mut().zip(&t.data).for_each(|(a, b)| *a += b);
+        }
+    }
+    let n = paths.len() as f32;
+    for t in sum.values_mut() {
+        t.data.iter_mut().for_each(|a| *a /= n);
+    }
+    Ok(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(
+        dir: &Path,
+        name: &str,
+        tensors: &[(&str, Vec<usize>, Vec<f32>)],
+    ) -> std::path::PathBuf {
+        let map: BTreeMap<String, HostTensor> = tensors
+            .iter()
+            .map(|(k, s, d)| (k.to_string(), HostTensor::new(s.clone(), d.clone())))
+            .collect();
+        let path = dir.join(name);
+        TensorMap::write_safetensors(&map, None, &path, false).expect("write");
+        path
+    }
+
+    #[test]
+    fn averaging_is_elementwise_and_refuses_other_layouts() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let a = write(
+            tmp.path(),
+            "a",
+            &[("w", vec![2], vec![1.0, 2.0]), ("b", vec![1], vec![0.0])],
+        );
+        let b = write(
+            tmp.path(),
+            "b",
+            &[("w", vec![2], vec![3.0, 6.0]), ("b", vec![1], vec![1.0])],
+        );
+        let c = write(
+            tmp.path(),
+            "c",
+            &[("w", vec![2], vec![2.0, 1.0]), ("b", vec![1], vec![2.0])],
+        );
+        let m = average_params(&[&a, &b, &c]).expect("average");
+        assert_eq!(m["w"].data, vec![2.0, 3.0]);
+        assert_eq!(m["b"].data, vec![1.0]);
+
+        let shape = write(
+            tmp.path(),
+            "s",
+            &[("w", vec![1, 2], vec![1.0, 2.0]), ("b", vec![1], vec![0.0])],
+        );
+        let e = average_params(&[&a, &shape])
+            .expect_err("shape")
+            .to_string();
+        assert!(e.contains("`w` has shape") && e.contains("/s"), "{e}");
+        let key = write(
+            tmp.path(),
+            "k",
+            &[("w", vec![2], vec![1.0, 2.0]), ("x", vec![1], vec![0.0])],
+        );
+        let e = average_params(&[&a, &key]).expect_err("key").to_string();
+        assert!(e.contains("key `x`"), "{e}");
+        assert!(average_params(&[]).is_err());
     }
 }

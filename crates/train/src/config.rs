@@ -64,6 +64,13 @@ pub struct TrainConfig {
     /// Dataset path (overridden by `--data`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<PathBuf>,
+    /// Start from these parameters (a parameter file or training state of the same architecture)
+    /// instead of a random initialisation: fine-tuning, or a second learning-rate cycle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
+    /// Also keep every epoch's parameters as `epoch-NNN.safetensors`, for averaging the last epochs'
+    /// weights (`tgcnet export --checkpoint A --checkpoint B ...`).
+    pub snapshots: bool,
 }
 
 impl Default for TrainConfig {
@@ -92,6 +99,8 @@ impl Default for TrainConfig {
             normalize_captions: true,
             on_bad_sample: "fail".into(),
             data: None,
+            init: None,
+            snapshots: false,
         }
     }
 }

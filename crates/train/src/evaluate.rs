@@ -32,6 +32,11 @@ pub struct EvalOptions {
     /// Input side (default: the model's own `image_size`); training validates the early stages of a
     /// progressive-resizing schedule at their own size.
     pub image_size: Option<usize>,
+    /// Probability above which a pixel is lesion (what `infer --threshold` takes).
+    pub threshold: f32,
+    /// Further thresholds to score in the same pass ([`EvalReport::sweep`]), to choose one on a
+    /// validation split.
+    pub sweep: Vec<f32>,
 }
 
 impl Default for EvalOptions {
@@ -44,6 +49,8 @@ impl Default for EvalOptions {
             save_masks: None,
             max_samples: 0,
             image_size: None,
+            threshold: 0.5,
+            sweep: Vec::new(),
         }
     }
 }
@@ -80,6 +87,66 @@ pub struct EvalReport {
     /// The per-image numbers above are per slice.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub volumes: Option<VolumeReport>,
+    /// The probability threshold of every number above.
+    pub threshold: f32,
+    /// Dice at each threshold of [`EvalOptions::sweep`] (true captions), from the same forward passes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<SweepRow>,
+}
+
+/// Dice of the same probabilities cut at one threshold.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct SweepRow {
+    /// Probability threshold.
+    pub threshold: f32,
+    /// Mean over images of each image's Dice.
+    pub dice_per_image: f64,
+    /// Dice of all pixels pooled.
+    pub dice_global: f64,
+}
+
+/// Accumulates [`SweepRow`]s over images.
+struct Sweep {
+    /// (threshold, logit it corresponds to, sum of per-image Dice, pooled counts).
+    rows: Vec<(f32, f32, f64, Confusion)>,
+    images: usize,
+}
+
+impl Sweep {
+    fn new(thresholds: &[f32]) -> Self {
+        let rows = thresholds
+            .iter()
+            .map(|&t| (t, logit_of(t), 0.0, Confusion::default()))
+            .collect();
+        Self { rows, images: 0 }
+    }
+
+    fn add(&mut self, logits: &[f32], gt: &[bool]) {
+        for (_, cut, dice, pooled) in &mut self.rows {
+            let pred: Vec<bool> = logits.iter().map(|&l| l > *cut).collect();
+            let c = Confusion::from_masks(&pred, gt);
+            *dice += c.dice();
+            pooled.add(&c);
+        }
+        self.images += 1;
+    }
+
+    fn finish(self) -> Vec<SweepRow> {
+        let n = self.images.max(1) as f64;
+        self.rows
+            .into_iter()
+            .map(|(threshold, _, dice, pooled)| SweepRow {
+                threshold,
+                dice_per_image: dice / n,
+                dice_global: pooled.dice(),
+            })
+            .collect()
+    }
+}
+
+/// The logit whose sigmoid is `p` (a probability threshold compared on logits; ±∞ at 0 and 1).
+pub fn logit_of(p: f32) -> f32 {
+    (p / (1.0 - p)).ln()
 }
 
 /// Per-volume Dice and IoU: each volume's pixels pooled over its evaluated slices (the dataset's
@@ -243,6 +310,7 @@ pub fn evaluate_conditions(
     let mut report = evaluate(model, encoder, samples, opts, device)?;
     let quiet = EvalOptions {
         save_masks: None,
+        sweep: Vec::new(),
         ..opts.clone()
     };
     for &c in conditions {
@@ -291,6 +359,8 @@ pub fn evaluate(
     let mut acc = Accumulator::default();
     let mut images = Vec::with_capacity(samples.len());
     let mut confusions = Vec::with_capacity(samples.len());
+    let mut sweep = Sweep::new(&opts.sweep);
+    let cut = logit_of(opts.threshold);
     let n = size * size;
     for batch in loader(samples, &cfg) {
         let batch = batch?;
@@ -299,14 +369,13 @@ pub fn evaluate(
         let out = model.forward(batch.images_tensor(device), &text);
         let logits = to_vec(out.logits)?;
         for i in 0..batch.batch {
-            let pred: Vec<bool> = logits[i * n..(i + 1) * n]
-                .iter()
-                .map(|&l| l > 0.0)
-                .collect();
+            let image_logits = &logits[i * n..(i + 1) * n];
+            let pred: Vec<bool> = image_logits.iter().map(|&l| l > cut).collect();
             let gt: Vec<bool> = batch.masks[i * n..(i + 1) * n]
                 .iter()
                 .map(|&m| m > 0.5)
                 .collect();
+            sweep.add(image_logits, &gt);
             let c = Confusion::from_masks(&pred, &gt);
             let hd = if opts.hd95 {
                 hd95(&pred, &gt, size, size)
@@ -334,6 +403,8 @@ pub fn evaluate(
         images,
         conditions: Vec::new(),
         volumes: volume_report(&confusions),
+        threshold: opts.threshold,
+        sweep: sweep.finish(),
     })
 }
 
@@ -509,8 +580,24 @@ pub fn markdown(report: &EvalReport, title: &str) -> String {
     for (k, s) in &report.groups {
         md.push_str(&row(k, s));
     }
+    if report.threshold != 0.5 {
+        md.push_str(&format!("\nProbability threshold: {}.\n", report.threshold));
+    }
     if let Some(v) = &report.volumes {
         md.push_str(&volumes_markdown(v));
+    }
+    if !report.sweep.is_empty() {
+        md.push_str(
+            "\n## Threshold sweep (true captions, same forward passes)\n\n| threshold | Dice per-image | Dice global |\n|---|---|---|\n",
+        );
+        for r in &report.sweep {
+            md.push_str(&format!(
+                "| {} | {:.2} | {:.2} |\n",
+                r.threshold,
+                100.0 * r.dice_per_image,
+                100.0 * r.dice_global
+            ));
+        }
     }
     if !report.conditions.is_empty() {
         md.push_str(
@@ -593,6 +680,8 @@ mod tests {
             images: Vec::new(),
             conditions: Vec::new(),
             volumes: Some(r),
+            threshold: 0.5,
+            sweep: Vec::new(),
         };
         let md = markdown(&report, "t");
         assert!(

@@ -73,6 +73,11 @@ impl RunDir {
         self.dir.join("best.safetensors")
     }
 
+    /// `epoch-NNN.safetensors`: the parameters after epoch `epoch` (1-based), with `train.snapshots`.
+    pub fn snapshot(&self, epoch: usize) -> PathBuf {
+        self.dir.join(format!("epoch-{epoch:03}.safetensors"))
+    }
+
     fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }

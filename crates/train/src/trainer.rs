@@ -15,7 +15,7 @@ use tgcnet_data::{BadSamplePolicy, Dataset, LoaderConfig, Sample, loader};
 use tgcnet_eval::Summary;
 use tgcnet_model::{CaptionEncoder, TgcLoss, TgcNet};
 
-use crate::checkpoint::{Progress, load_state, save_state};
+use crate::checkpoint::{Progress, load_params, load_state, save_state};
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::evaluate::{EvalOptions, evaluate};
@@ -96,6 +96,13 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
         optim.load_state(&state.optim, state.progress.step, device);
         progress = state.progress;
         run.truncate(progress.epochs_done)?;
+    } else if let Some(init) = &t.init {
+        model = model
+            .load_params_map(load_params(init)?)
+            .map_err(|e| TrainError::Checkpoint {
+                path: init.clone(),
+                message: format!("cannot start from it (train.init): {e}"),
+            })?;
     }
     let session = Session {
         cfg: &cfg,
@@ -137,6 +144,9 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
             } else {
                 progress.epochs_since_best += 1;
             }
+        }
+        if t.snapshots {
+            eval_model.save_params(&run.snapshot(epoch + 1))?;
         }
         save_state(&run.last(), &model, optim.state(), &progress, &run_toml)?;
         bars.epoch_done(&row, &progress, stats.skipped);
@@ -316,6 +326,7 @@ impl Session<'_> {
                 save_masks: None,
                 max_samples: 0,
                 image_size: Some(size),
+                ..EvalOptions::default()
             },
             &self.device.clone().inner(),
         )?;
