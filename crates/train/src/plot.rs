@@ -84,13 +84,17 @@ fn ticks(lo: f64, hi: f64, n: usize, integer: bool) -> Vec<f64> {
         .collect()
 }
 
-fn label(v: f64) -> String {
-    if v == v.round() && v.abs() < 1e6 {
-        format!("{v:.0}")
-    } else if v.abs() >= 0.1 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
+/// A tick label with as many decimals as the tick step needs (so that neighbouring ticks differ).
+fn label(v: f64, decimals: usize) -> String {
+    format!("{v:.decimals$}")
+}
+
+/// Decimals that tell apart ticks spaced like `ticks` (0 for steps of 1 or more).
+fn decimals(ticks: &[f64]) -> usize {
+    match ticks {
+        [a, b, ..] if b > a => (-(b - a).log10() - 1e-9).ceil().clamp(0.0, 6.0) as usize,
+        [v] if *v != v.round() => 2,
+        _ => 0,
     }
 }
 
@@ -138,7 +142,9 @@ pub fn svg_chart(chart: &Chart, series: &[Series]) -> String {
         W / 2.0,
         escape(&chart.title)
     );
-    for t in ticks(y0, y1, 5, false) {
+    let y_ticks = ticks(y0, y1, 5, false);
+    let y_decimals = decimals(&y_ticks);
+    for t in y_ticks {
         let y = sy(t);
         let _ = write!(
             o,
@@ -147,10 +153,12 @@ pub fn svg_chart(chart: &Chart, series: &[Series]) -> String {
             LEFT - 5.0,
             LEFT - 8.0,
             y + 4.0,
-            label(t)
+            label(t, y_decimals)
         );
     }
-    for t in ticks(x0, x1, 8, chart.integer_x) {
+    let x_ticks = ticks(x0, x1, 8, chart.integer_x);
+    let x_decimals = decimals(&x_ticks);
+    for t in x_ticks {
         let x = sx(t);
         let _ = write!(
             o,
@@ -159,7 +167,7 @@ pub fn svg_chart(chart: &Chart, series: &[Series]) -> String {
             TOP + ph,
             TOP + ph + 5.0,
             TOP + ph + 19.0,
-            label(t)
+            label(t, x_decimals)
         );
     }
     let _ = write!(
@@ -231,7 +239,7 @@ fn legend(o: &mut String, series: &[Series], drawn: &[(f64, f64)], (pw, ph): (f6
     let lw = 44.0 + 7.0 * longest as f64;
     let lh = 8.0 + 18.0 * series.len() as f64;
     let (right, left) = (LEFT + pw - lw - 8.0, LEFT + 8.0);
-    let (top, bottom) = (TOP + 8.0, TOP + ph - lh - 8.0);
+    let (top, bottom, middle) = (TOP + 8.0, TOP + ph - lh - 8.0, TOP + (ph - lh) / 2.0);
     let covered = |&(x, y): &(f64, f64)| {
         drawn
             .iter()
@@ -240,10 +248,19 @@ fn legend(o: &mut String, series: &[Series], drawn: &[(f64, f64)], (pw, ph): (f6
             })
             .count()
     };
-    let (lx, ly) = [(right, top), (left, top), (right, bottom), (left, bottom)]
-        .into_iter()
-        .min_by_key(covered)
-        .unwrap_or((right, top));
+    // Corners first; the middle of either side when every corner hides a line (curves that hug the
+    // top and the bottom of an auto-scaled axis).
+    let (lx, ly) = [
+        (right, top),
+        (left, top),
+        (right, bottom),
+        (left, bottom),
+        (right, middle),
+        (left, middle),
+    ]
+    .into_iter()
+    .min_by_key(covered)
+    .unwrap_or((right, top));
     let _ = write!(
         o,
         r##"<rect x="{lx:.1}" y="{ly:.1}" width="{lw:.1}" height="{lh:.1}" fill="white" fill-opacity="0.9" stroke="#999"/>"##
@@ -325,8 +342,25 @@ mod tests {
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
-        let labels: Vec<String> = ticks(0.0, 1.0, 5, false).into_iter().map(label).collect();
-        assert_eq!(labels, ["0", "0.20", "0.40", "0.60", "0.80", "1"]);
+        let labels = |t: Vec<f64>| -> Vec<String> {
+            let d = decimals(&t);
+            t.into_iter().map(|v| label(v, d)).collect()
+        };
+        assert_eq!(
+            labels(ticks(0.0, 1.0, 5, false)),
+            ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
+        );
+        // A narrow loss range (0.1507-0.1642): every tick its own label.
+        assert_eq!(
+            labels(ticks(0.1507, 0.1642, 5, false)),
+            [
+                "0.152", "0.154", "0.156", "0.158", "0.160", "0.162", "0.164"
+            ]
+        );
+        assert_eq!(
+            labels(ticks(78.0, 88.0, 5, false)),
+            ["78", "80", "82", "84", "86", "88"]
+        );
         assert_eq!(
             ticks(1.0, 8.0, 8, true),
             [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
@@ -410,5 +444,15 @@ mod tests {
         );
         let (_, y) = legend_xy(&flat);
         assert!(y > H / 2.0, "{y}");
+        // Lines along the top and the bottom: the legend sits between them.
+        let both = svg_chart(
+            &top,
+            &[
+                Series::new("a", "red", vec![(0.0, 0.95), (2.0, 0.97)]),
+                Series::new("b", "blue", vec![(0.0, 0.05), (2.0, 0.04)]),
+            ],
+        );
+        let (_, y) = legend_xy(&both);
+        assert!(y > H * 0.3 && y < H * 0.6, "{y}");
     }
 }
