@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use tgcnet_data::{Dataset, SideConvention};
-use tgcnet_model::CaptionEncoder;
-use tgcnet_train::checkpoint::{average_params, load_model};
+use tgcnet_model::{CaptionEncoder, TgcNet};
+use tgcnet_train::checkpoint::{average_params, load_model, load_params, model_config};
 use tgcnet_train::evaluate::{CaptionCondition, EvalOptions, evaluate_conditions, markdown};
 use tgcnet_train::trainer::TrainOptions;
 use tgcnet_train::{RunConfig, train};
@@ -247,12 +247,17 @@ pub struct ExportArgs {
 /// ship a model without its optimizer state.
 pub fn export_cmd(a: ExportArgs) -> anyhow::Result<i32> {
     let device = burn::tensor::Device::flex();
-    let mut model = load_model(&a.checkpoint[0], &device).context("loading the checkpoint")?;
-    if a.checkpoint.len() > 1 {
+    let first = &a.checkpoint[0];
+    let params = if a.checkpoint.len() > 1 {
         let paths: Vec<&Path> = a.checkpoint.iter().map(PathBuf::as_path).collect();
-        model = model.load_params_map(average_params(&paths)?)?;
-        eprintln!("averaged the parameters of {} checkpoints", paths.len());
-    }
+        eprintln!("averaging the parameters of {} checkpoints", paths.len());
+        average_params(&paths)?
+    } else {
+        load_params(first)?
+    };
+    let model = TgcNet::new(&model_config(first)?, &device)?
+        .load_params_map(params)
+        .with_context(|| format!("loading {}", first.display()))?;
     model.save_params_with(&a.out, a.f16)?;
     let bytes = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
     eprintln!(

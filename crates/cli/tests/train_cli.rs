@@ -25,6 +25,28 @@ fn ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `tgcnet eval --checkpoint CKPT --data DATA --split val EXTRA... --out OUT`: its markdown and eval.json.
+fn eval_checkpoint(
+    ckpt: &Path,
+    data: &Path,
+    extra: &[&str],
+    out: &Path,
+) -> (String, serde_json::Value) {
+    let md = ok(bin()
+        .arg("eval")
+        .arg("--checkpoint")
+        .arg(ckpt)
+        .arg("--data")
+        .arg(data)
+        .args(["--split", "val"])
+        .args(extra)
+        .arg("--out")
+        .arg(out));
+    let json = serde_json::from_slice(&std::fs::read(out.join("eval.json")).expect("eval.json"))
+        .expect("json");
+    (md, json)
+}
+
 fn phantom(dir: &Path, n_train: usize) -> PathBuf {
     let data = dir.join("data");
     ok(bin()
@@ -265,18 +287,7 @@ fn train_eval_infer() {
         .len();
     let half_len = std::fs::metadata(&half).expect("half").len();
     assert!(half_len * 10 < full_len * 6, "{half_len} vs {full_len}");
-    let eval_half = tmp.path().join("eval-half");
-    ok(bin()
-        .arg("eval")
-        .arg("--checkpoint")
-        .arg(&half)
-        .arg("--data")
-        .arg(&data)
-        .args(["--split", "val", "--out"])
-        .arg(&eval_half));
-    let half_report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(eval_half.join("eval.json")).expect("eval.json"))
-            .expect("json");
+    let (_, half_report) = eval_checkpoint(&half, &data, &[], &tmp.path().join("eval-half"));
     let dice = |r: &serde_json::Value| r["summary"]["dice_global"].as_f64().expect("dice");
     // best.safetensors is the last epoch's here only if Dice improved; compare with the run's own
     // last-epoch validation row instead.
@@ -675,19 +686,13 @@ fn init_snapshots_average_and_threshold_sweep() {
     }
     assert!(changed > 0, "the two epochs hold the same parameters");
 
-    // Starting from the average with a vanishing learning rate validates the average's parameters.
-    let eval_avg = tmp.path().join("eval-avg");
-    let md = ok(bin()
-        .arg("eval")
-        .arg("--checkpoint")
-        .arg(&avg)
-        .arg("--data")
-        .arg(&data)
-        .args(["--split", "val", "--sweep", "0.3,0.5,0.7", "--out"])
-        .arg(&eval_avg));
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(eval_avg.join("eval.json")).expect("eval.json"))
-            .expect("json");
+    // A sweep scores several thresholds from one pass; its 0.5 row is the summary.
+    let (md, report) = eval_checkpoint(
+        &avg,
+        &data,
+        &["--sweep", "0.3,0.5,0.7"],
+        &tmp.path().join("eval-avg"),
+    );
     assert!(
         md.contains("\n| threshold | Dice per-image | Dice global |\n")
             && md.contains("\n| 0.7 | "),
@@ -699,6 +704,8 @@ fn init_snapshots_average_and_threshold_sweep() {
     assert!(
         (at(&sweep[1]) - report["summary"]["dice_global"].as_f64().expect("dice")).abs() < 1e-12
     );
+    // Starting from the average with a vanishing learning rate validates the average's parameters: the
+    // first epoch's validation Dice is the average's own.
     let still = tmp.path().join("still.toml");
     std::fs::write(
         &still,
@@ -726,19 +733,13 @@ fn init_snapshots_average_and_threshold_sweep() {
         "{fine_dice} vs {avg_dice}"
     );
 
-    // A threshold far from 0.5 changes the numbers.
-    let high = tmp.path().join("eval-high");
-    ok(bin()
-        .arg("eval")
-        .arg("--checkpoint")
-        .arg(&avg)
-        .arg("--data")
-        .arg(&data)
-        .args(["--split", "val", "--threshold", "0.7", "--out"])
-        .arg(&high));
-    let high: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(high.join("eval.json")).expect("eval.json"))
-            .expect("json");
+    // `--threshold 0.7` scores what the sweep's 0.7 row did.
+    let (_, high) = eval_checkpoint(
+        &avg,
+        &data,
+        &["--threshold", "0.7"],
+        &tmp.path().join("eval-high"),
+    );
     assert_eq!(high["threshold"].as_f64(), Some(0.7));
     assert!((at(&sweep[2]) - high["summary"]["dice_global"].as_f64().expect("dice")).abs() < 1e-12);
 

@@ -16,12 +16,12 @@ pub struct Confusion {
     pub tn: u64,
 }
 
-impl Confusion {
-    /// pred, target: row-major binary masks of the same length.
-    pub fn from_masks(pred: &[bool], target: &[bool]) -> Self {
+/// Counts (predicted, true) pixel pairs, e.g. a prediction thresholded on the fly without a mask buffer.
+impl FromIterator<(bool, bool)> for Confusion {
+    fn from_iter<I: IntoIterator<Item = (bool, bool)>>(pairs: I) -> Self {
         let mut c = Confusion::default();
-        for (&p, &t) in pred.iter().zip(target) {
-            match (p, t) {
+        for pair in pairs {
+            match pair {
                 (true, true) => c.tp += 1,
                 (true, false) => c.fp += 1,
                 (false, true) => c.fn_ += 1,
@@ -29,6 +29,13 @@ impl Confusion {
             }
         }
         c
+    }
+}
+
+impl Confusion {
+    /// pred, target: row-major binary masks of the same length.
+    pub fn from_masks(pred: &[bool], target: &[bool]) -> Self {
+        pred.iter().copied().zip(target.iter().copied()).collect()
     }
 
     /// Adds another image's counts (pooling).

@@ -123,8 +123,11 @@ impl Sweep {
 
     fn add(&mut self, logits: &[f32], gt: &[bool]) {
         for (_, cut, dice, pooled) in &mut self.rows {
-            let pred: Vec<bool> = logits.iter().map(|&l| l > *cut).collect();
-            let c = Confusion::from_masks(&pred, gt);
+            let c: Confusion = logits
+                .iter()
+                .zip(gt)
+                .map(|(&l, &g)| (l > *cut, g))
+                .collect();
             *dice += c.dice();
             pooled.add(&c);
         }
