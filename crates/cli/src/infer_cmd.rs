@@ -80,6 +80,11 @@ pub struct InferArgs {
     /// CT window for DICOM/NIfTI input: lung, mediastinum, abdomen, none, or WIDTH,LEVEL.
     #[arg(long, default_value = "lung")]
     pub window: String,
+    /// Test-time views whose logits are averaged with the model's own: input sides in pixels and/or
+    /// `flip`, comma-separated (e.g. `--tta 160`); `none`: one forward pass. Default: the model's
+    /// `[model.tta]` (`tgcnet info --checkpoint` shows it).
+    #[arg(long, value_parser = crate::train_cmd::tta_views)]
+    pub tta: Option<tgcnet_model::TtaConfig>,
     #[command(flatten)]
     pub device: DeviceArg,
 }
@@ -115,7 +120,18 @@ pub fn infer_cmd(a: InferArgs) -> anyhow::Result<i32> {
         decode: DecodeOptions {
             window: parse_window(&a.window)?,
         },
+        tta: match &a.tta {
+            Some(t) => {
+                t.validate(segmenter.config().clip.model.vision.patch_size)?;
+                Some(t.clone())
+            }
+            None => None,
+        },
     };
+    let views = options.tta.as_ref().unwrap_or(&segmenter.config().tta);
+    if views.is_active() {
+        eprintln!("test-time views averaged: {views}");
+    }
     let model_sides = segmenter.config().laterality;
     if let Some(user) = a.laterality
         && user != model_sides

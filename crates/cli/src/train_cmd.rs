@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 use tgcnet_data::{Dataset, SideConvention};
-use tgcnet_model::{CaptionEncoder, TgcNet};
+use tgcnet_model::{CaptionEncoder, TgcNet, TtaConfig};
 use tgcnet_train::checkpoint::{average_params, load_model, load_params, model_config};
 use tgcnet_train::evaluate::{CaptionCondition, EvalOptions, evaluate_conditions, markdown};
 use tgcnet_train::trainer::TrainOptions;
@@ -143,8 +143,18 @@ pub struct EvalArgs {
     /// split; the table goes into eval.json / eval.md.
     #[arg(long, value_delimiter = ',', value_parser = probability)]
     pub sweep: Vec<f32>,
+    /// Test-time views whose logits are averaged with the model's own: input sides in pixels and/or
+    /// `flip` (the mirrored picture with its caption's sides swapped), comma-separated, e.g.
+    /// `--tta 160,256`; `none`: the plain forward pass. Default: the model's `[model.tta]`.
+    #[arg(long, value_parser = tta_views)]
+    pub tta: Option<TtaConfig>,
     #[command(flatten)]
     pub device: DeviceArg,
+}
+
+/// `--tta`'s views.
+pub(crate) fn tta_views(s: &str) -> Result<TtaConfig, String> {
+    TtaConfig::parse(s).map_err(|e| e.to_string())
 }
 
 /// A probability strictly between 0 and 1.
@@ -205,6 +215,13 @@ pub fn eval_cmd(a: EvalArgs) -> anyhow::Result<i32> {
             max_samples: a.limit,
             threshold: a.threshold,
             sweep: a.sweep.clone(),
+            tta: match &a.tta {
+                Some(t) => {
+                    t.validate(model.config().clip.model.vision.patch_size)?;
+                    t.clone()
+                }
+                None => model.config().tta.clone(),
+            },
             ..EvalOptions::default()
         },
         &device,
@@ -241,6 +258,10 @@ pub struct ExportArgs {
     /// Store float16 (half the size).
     #[arg(long)]
     pub f16: bool,
+    /// Set the model's default test-time views (`[model.tta]`, what `infer`, `serve` and `eval` use
+    /// unless told otherwise): sides and/or `flip`, comma-separated; `none` clears them.
+    #[arg(long, value_parser = tta_views)]
+    pub tta: Option<TtaConfig>,
 }
 
 /// `tgcnet export`: a training state or parameter file → a parameter file (optionally float16), e.g. to
@@ -255,7 +276,12 @@ pub fn export_cmd(a: ExportArgs) -> anyhow::Result<i32> {
     } else {
         load_params(first)?
     };
-    let model = TgcNet::new(&model_config(first)?, &device)?
+    let mut cfg = model_config(first)?;
+    if let Some(t) = &a.tta {
+        t.validate(cfg.clip.model.vision.patch_size)?;
+        cfg.tta = t.clone();
+    }
+    let model = TgcNet::new(&cfg, &device)?
         .load_params_map(params)
         .with_context(|| format!("loading {}", first.display()))?;
     model.save_params_with(&a.out, a.f16)?;

@@ -756,3 +756,116 @@ fn init_snapshots_average_and_threshold_sweep() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.safetensors"));
 }
+
+/// Test-time views: `export --tta` makes them the model's default, which `eval` and `infer` then use;
+/// `--tta none` runs one forward pass; `eval --tta` on the plain model scores what the exported default
+/// scores; a side the model cannot take is refused, naming it.
+#[test]
+fn test_time_views_default_and_override() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = phantom(tmp.path(), 16);
+    let run = tmp.path().join("run");
+    ok(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(config(tmp.path(), 1))
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&run));
+    let plain = run.join("best.safetensors");
+    let viewed = tmp.path().join("viewed.safetensors");
+    ok(bin()
+        .arg("export")
+        .arg("--checkpoint")
+        .arg(&plain)
+        .args(["--tta", "48,flip", "--out"])
+        .arg(&viewed));
+    let dice = |r: &serde_json::Value| r["summary"]["dice_global"].as_f64().expect("dice");
+    let (md, default) = eval_checkpoint(&viewed, &data, &[], &tmp.path().join("e-default"));
+    assert!(
+        md.contains("Test-time views averaged: model side + 48 px + mirrored."),
+        "{md}"
+    );
+    assert_eq!(default["tta"]["sides"], serde_json::json!([48]));
+    assert_eq!(default["tta"]["hflip"], serde_json::json!(true));
+    let (_, asked) = eval_checkpoint(
+        &plain,
+        &data,
+        &["--tta", "48,flip"],
+        &tmp.path().join("e-asked"),
+    );
+    assert!((dice(&asked) - dice(&default)).abs() < 1e-9);
+    let (md, none) = eval_checkpoint(
+        &viewed,
+        &data,
+        &["--tta", "none"],
+        &tmp.path().join("e-none"),
+    );
+    assert!(none.get("tta").is_none() && !md.contains("Test-time"));
+    let (_, plain_report) = eval_checkpoint(&plain, &data, &[], &tmp.path().join("e-plain"));
+    assert!((dice(&none) - dice(&plain_report)).abs() < 1e-9);
+
+    // infer follows the model's default and `--tta none` alike: its mask is eval's prediction.
+    let row = std::fs::read_to_string(data.join("val.csv")).expect("val.csv");
+    let fields: Vec<String> = row
+        .lines()
+        .nth(1)
+        .expect("row")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let (img, text) = (data.join(&fields[0]), fields[2..].join(","));
+    let text = text.trim_matches('"').to_string();
+    // (The views' effect on the logits is unit-tested in tgcnet_model::tta; a model trained one epoch may
+    // predict nothing either way, so here the views are checked by what the commands report.)
+    let infer = |ckpt: &Path, extra: &[&str], name: &str| {
+        let out = tmp.path().join(name);
+        let run = bin()
+            .arg("infer")
+            .arg("--checkpoint")
+            .arg(ckpt)
+            .arg("--image")
+            .arg(&img)
+            .args(["--text", &text])
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("run");
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let said = String::from_utf8_lossy(&run.stderr)
+            .contains("test-time views averaged: model side + 48 px + mirrored");
+        (image::open(&out).expect("mask").to_luma8().into_raw(), said)
+    };
+    let (a, b) = (
+        infer(&viewed, &[], "a.png"),
+        infer(&plain, &["--tta", "48,flip"], "b.png"),
+    );
+    assert!(a.1 && b.1 && a.0 == b.0);
+    let (c, d) = (
+        infer(&viewed, &["--tta", "none"], "c.png"),
+        infer(&plain, &[], "d.png"),
+    );
+    assert!(!c.1 && !d.1 && c.0 == d.0);
+
+    let bad = bin()
+        .arg("eval")
+        .arg("--checkpoint")
+        .arg(&plain)
+        .arg("--data")
+        .arg(&data)
+        .args(["--split", "val", "--tta", "40"])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("test-time side 40"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

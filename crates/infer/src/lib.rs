@@ -35,8 +35,9 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::{GrayImage, Luma, RgbImage};
 use tgcnet_data::{
     DecodeOptions, Interpolation, Plane, SideConvention, model_input, normalize_caption,
+    swap_left_right,
 };
-use tgcnet_model::{CaptionEncoder, TgcNet, TgcNetConfig};
+use tgcnet_model::{CaptionEncoder, TgcNet, TgcNetConfig, TtaConfig};
 
 pub use tgcnet_train::evaluate::{heatmap, overlay};
 pub use volume::{VolumeOptions, VolumeSegmentation, overlay_strip};
@@ -76,6 +77,8 @@ pub struct SegmentOptions {
     pub laterality: Option<SideConvention>,
     /// CT window and other decoding settings for files.
     pub decode: DecodeOptions,
+    /// Test-time views averaged ([`TgcNet::forward_tta`]). `None`: the model's `[model.tta]`.
+    pub tta: Option<TtaConfig>,
 }
 
 impl Default for SegmentOptions {
@@ -84,6 +87,7 @@ impl Default for SegmentOptions {
             normalize_captions: true,
             laterality: None,
             decode: DecodeOptions::default(),
+            tta: None,
         }
     }
 }
@@ -287,8 +291,16 @@ impl Segmenter {
         );
         let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
         let text = self.encoder.encode(&refs, &self.device)?;
+        let tta = options.tta.as_ref().unwrap_or(&self.config().tta);
+        let flipped = if tta.hflip {
+            let swapped: Vec<String> = refs.iter().map(|c| swap_left_right(c)).collect();
+            let swapped: Vec<&str> = swapped.iter().map(String::as_str).collect();
+            Some(self.encoder.encode(&swapped, &self.device)?)
+        } else {
+            None
+        };
         let t1 = Instant::now();
-        let out = self.model.forward(images, &text);
+        let out = self.model.forward_tta(images, &text, flipped.as_ref(), tta);
         let probs = sigmoid(out.logits);
         let sims = out.sim_maps.last().map(|s| sigmoid(s.clone()));
         // Reading the first result waits for the device: the model's time ends there.

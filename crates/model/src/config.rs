@@ -25,6 +25,7 @@ use crate::decoder::DecoderConfig;
 use crate::error::{ModelError, Result};
 use crate::loss::LossConfig;
 use crate::sse::SseConfig;
+use crate::tta::TtaConfig;
 use crate::vlcm::VlcmConfig;
 
 /// The CLIP towers: their sizes, where their pretrained weights are, and which are frozen.
@@ -72,6 +73,9 @@ pub struct TgcNetConfig {
     pub decoder: DecoderConfig,
     /// The loss (`[model.loss]`).
     pub loss: LossConfig,
+    /// Test-time views `infer`, `serve` and `eval` average by default (`[model.tta]`; none unless set).
+    #[serde(skip_serializing_if = "TtaConfig::is_off")]
+    pub tta: TtaConfig,
 }
 
 impl Default for TgcNetConfig {
@@ -102,6 +106,7 @@ impl TgcNetConfig {
             vlcm: VlcmConfig::default(),
             decoder: DecoderConfig::default(),
             loss: LossConfig::default(),
+            tta: TtaConfig::default(),
         }
     }
 
@@ -162,6 +167,7 @@ impl TgcNetConfig {
                 channels: vec![64, 32, 16],
             },
             loss: LossConfig::default(),
+            tta: TtaConfig::default(),
         }
     }
 
@@ -221,6 +227,7 @@ impl TgcNetConfig {
                 channels: vec![16, 8, 8],
             },
             loss: LossConfig::default(),
+            tta: TtaConfig::default(),
         }
     }
 
@@ -313,7 +320,7 @@ impl TgcNetConfig {
         for r in results {
             r.map_err(ModelError::Config)?;
         }
-        Ok(())
+        self.tta.validate(v.patch_size)
     }
 
     /// Whether a parameter key (a module path of [`crate::TgcNet`]) is trained with this config.

@@ -19,6 +19,7 @@ pub mod loss;
 pub mod sse;
 pub mod text;
 pub mod tgcnet;
+pub mod tta;
 pub mod vlcm;
 
 #[cfg(test)]
@@ -35,6 +36,7 @@ pub use loss::{LossConfig, LossOutput, LossValues, TgcLoss, dice_per_image};
 pub use sse::{CnnBranch, Pyramid, Sse, SseConfig};
 pub use text::{CaptionEncoder, TextBatch, load_knowledge};
 pub use tgcnet::{Stage, TgcNet, TgcNetOutput};
+pub use tta::TtaConfig;
 pub use vlcm::{ConcatFusion, Vlcm, VlcmConfig};
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use image::{GrayImage, Luma, Rgb, RgbImage};
 use serde::Serialize;
 use tgcnet_data::{CaptionMeta, LoaderConfig, Sample, loader, swap_left_right};
 use tgcnet_eval::{Accumulator, Confusion, Summary, hd95};
-use tgcnet_model::{CaptionEncoder, TgcNet};
+use tgcnet_model::{CaptionEncoder, TgcNet, TtaConfig};
 
 use crate::error::{Result, TrainError};
 
@@ -37,6 +37,8 @@ pub struct EvalOptions {
     /// Further thresholds to score in the same pass ([`EvalReport::sweep`]), to choose one on a
     /// validation split.
     pub sweep: Vec<f32>,
+    /// Test-time views whose logits are averaged ([`TgcNet::forward_tta`]); default: one view.
+    pub tta: TtaConfig,
 }
 
 impl Default for EvalOptions {
@@ -51,6 +53,7 @@ impl Default for EvalOptions {
             image_size: None,
             threshold: 0.5,
             sweep: Vec::new(),
+            tta: TtaConfig::default(),
         }
     }
 }
@@ -92,6 +95,9 @@ pub struct EvalReport {
     /// Dice at each threshold of [`EvalOptions::sweep`] (true captions), from the same forward passes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sweep: Vec<SweepRow>,
+    /// The test-time views every number above averages (absent: one view).
+    #[serde(skip_serializing_if = "TtaConfig::is_off")]
+    pub tta: TtaConfig,
 }
 
 /// Dice of the same probabilities cut at one threshold.
@@ -369,8 +375,20 @@ pub fn evaluate(
         let batch = batch?;
         let captions: Vec<&str> = batch.captions.iter().map(String::as_str).collect();
         let text = encoder.encode(&captions, device)?;
-        let out = model.forward(batch.images_tensor(device), &text);
-        let logits = to_vec(out.logits)?;
+        let flipped = if opts.tta.hflip {
+            let swapped: Vec<String> = captions.iter().map(|c| swap_left_right(c)).collect();
+            let refs: Vec<&str> = swapped.iter().map(String::as_str).collect();
+            Some(encoder.encode(&refs, device)?)
+        } else {
+            None
+        };
+        let logits = model.forward_tta(
+            batch.images_tensor(device),
+            &text,
+            flipped.as_ref(),
+            &opts.tta,
+        );
+        let logits = to_vec(logits.logits)?;
         for i in 0..batch.batch {
             let image_logits = &logits[i * n..(i + 1) * n];
             let pred: Vec<bool> = image_logits.iter().map(|&l| l > cut).collect();
@@ -408,6 +426,7 @@ pub fn evaluate(
         volumes: volume_report(&confusions),
         threshold: opts.threshold,
         sweep: sweep.finish(),
+        tta: opts.tta.clone(),
     })
 }
 
@@ -586,6 +605,9 @@ pub fn markdown(report: &EvalReport, title: &str) -> String {
     if report.threshold != 0.5 {
         md.push_str(&format!("\nProbability threshold: {}.\n", report.threshold));
     }
+    if report.tta.is_active() {
+        md.push_str(&format!("\nTest-time views averaged: {}.\n", report.tta));
+    }
     if let Some(v) = &report.volumes {
         md.push_str(&volumes_markdown(v));
     }
@@ -685,6 +707,7 @@ mod tests {
             volumes: Some(r),
             threshold: 0.5,
             sweep: Vec::new(),
+            tta: TtaConfig::default(),
         };
         let md = markdown(&report, "t");
         assert!(
