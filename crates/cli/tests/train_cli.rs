@@ -47,6 +47,18 @@ fn eval_checkpoint(
     (md, json)
 }
 
+/// `tgcnet train --config CFG --data DATA --out RUN`, which must succeed.
+fn train(cfg: &Path, data: &Path, run: &Path) {
+    ok(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(cfg)
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(run));
+}
+
 fn phantom(dir: &Path, n_train: usize) -> PathBuf {
     let data = dir.join("data");
     ok(bin()
@@ -81,14 +93,7 @@ fn train_eval_infer() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = phantom(tmp.path(), 16);
     let run = tmp.path().join("run");
-    ok(bin()
-        .arg("train")
-        .arg("--config")
-        .arg(config(tmp.path(), 2))
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&run));
+    train(&config(tmp.path(), 2), &data, &run);
     for f in [
         "config.toml",
         "metrics.jsonl",
@@ -765,14 +770,7 @@ fn test_time_views_default_and_override() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = phantom(tmp.path(), 16);
     let run = tmp.path().join("run");
-    ok(bin()
-        .arg("train")
-        .arg("--config")
-        .arg(config(tmp.path(), 1))
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&run));
+    train(&config(tmp.path(), 1), &data, &run);
     let plain = run.join("best.safetensors");
     let viewed = tmp.path().join("viewed.safetensors");
     ok(bin()

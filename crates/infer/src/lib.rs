@@ -35,7 +35,6 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::{GrayImage, Luma, RgbImage};
 use tgcnet_data::{
     DecodeOptions, Interpolation, Plane, SideConvention, model_input, normalize_caption,
-    swap_left_right,
 };
 use tgcnet_model::{CaptionEncoder, TgcNet, TgcNetConfig, TtaConfig};
 
@@ -292,13 +291,7 @@ impl Segmenter {
         let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
         let text = self.encoder.encode(&refs, &self.device)?;
         let tta = options.tta.as_ref().unwrap_or(&self.config().tta);
-        let flipped = if tta.hflip {
-            let swapped: Vec<String> = refs.iter().map(|c| swap_left_right(c)).collect();
-            let swapped: Vec<&str> = swapped.iter().map(String::as_str).collect();
-            Some(self.encoder.encode(&swapped, &self.device)?)
-        } else {
-            None
-        };
+        let flipped = self.encoder.encode_mirrored(&refs, tta, &self.device)?;
         let t1 = Instant::now();
         let out = self.model.forward_tta(images, &text, flipped.as_ref(), tta);
         let probs = sigmoid(out.logits);

@@ -10,9 +10,10 @@ use burn::tensor::Tensor;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use serde::{Deserialize, Serialize};
+use tgcnet_data::swap_left_right;
 
 use crate::error::{ModelError, Result};
-use crate::text::TextBatch;
+use crate::text::{CaptionEncoder, TextBatch};
 use crate::tgcnet::{TgcNet, TgcNetOutput};
 
 /// Which views [`TgcNet::forward_tta`] averages (`[model.tta]`, `infer --tta`, `eval --tta`).
@@ -98,6 +99,24 @@ fn resize(x: Tensor<4>, hw: [usize; 2]) -> Tensor<4> {
     )
 }
 
+impl CaptionEncoder {
+    /// The captions with "left" and "right" swapped, encoded, when `tta` has the mirrored view (what
+    /// [`TgcNet::forward_tta`] takes as `flipped`); `None` otherwise.
+    pub fn encode_mirrored(
+        &self,
+        captions: &[&str],
+        tta: &TtaConfig,
+        device: &burn::tensor::Device,
+    ) -> Result<Option<TextBatch>> {
+        if !tta.hflip {
+            return Ok(None);
+        }
+        let swapped: Vec<String> = captions.iter().map(|c| swap_left_right(c)).collect();
+        let refs: Vec<&str> = swapped.iter().map(String::as_str).collect();
+        self.encode(&refs, device).map(Some)
+    }
+}
+
 impl TgcNet {
     /// The model's output with its mask logits [B, 1, S, S] averaged over `tta`'s views (the
     /// similarity maps are the model-side view's). images: [B, 3, S, S] as for [`TgcNet::forward`];
@@ -137,7 +156,6 @@ mod tests {
     use super::*;
     use crate::config::TgcNetConfig;
     use crate::testutil::rand;
-    use crate::text::CaptionEncoder;
     use burn::tensor::Device;
 
     fn max_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {

@@ -375,13 +375,7 @@ pub fn evaluate(
         let batch = batch?;
         let captions: Vec<&str> = batch.captions.iter().map(String::as_str).collect();
         let text = encoder.encode(&captions, device)?;
-        let flipped = if opts.tta.hflip {
-            let swapped: Vec<String> = captions.iter().map(|c| swap_left_right(c)).collect();
-            let refs: Vec<&str> = swapped.iter().map(String::as_str).collect();
-            Some(encoder.encode(&refs, device)?)
-        } else {
-            None
-        };
+        let flipped = encoder.encode_mirrored(&captions, &opts.tta, device)?;
         let logits = model.forward_tta(
             batch.images_tensor(device),
             &text,
