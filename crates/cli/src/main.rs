@@ -60,9 +60,26 @@ enum Command {
     Knowledge(knowledge_cmd::KnowledgeCommand),
 }
 
+/// Lets the commands whose output is meant for a pipe end quietly when the reader goes away
+/// (`tgcnet info | head`), as Unix tools do, instead of panicking in `println!`. Rust ignores SIGPIPE by
+/// default; the long-running commands keep that, so a closed socket or log pipe is an error they report.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() {
     alloc::tune();
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Tokenize(_) | Command::Embed(_) | Command::Info(_)
+    ) {
+        default_sigpipe();
+    }
     // The whole command runs on a pool thread (tgcnet_kernels::threads): the tensor ops' parallel loops
     // then run in place instead of waking the pool once per op.
     let result = tgcnet_kernels::on_pool(|| match cli.command {

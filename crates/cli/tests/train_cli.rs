@@ -867,3 +867,30 @@ fn test_time_views_default_and_override() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// `tgcnet info | head -1`: when the reader goes away, the command ends quietly (killed by SIGPIPE, as
+/// Unix tools are) instead of panicking in `println!`. The pipe is closed before the process has
+/// printed anything (it builds the model first), so every one of its writes meets a closed pipe.
+#[cfg(unix)]
+#[test]
+fn info_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = bin()
+        .args(["info", "--preset", "small"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    const SIGPIPE: i32 = 13; // on Linux and the BSDs
+    assert_eq!(
+        out.status.signal(),
+        Some(SIGPIPE),
+        "{:?}: {err}",
+        out.status
+    );
+}
