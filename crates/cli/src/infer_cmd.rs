@@ -63,9 +63,10 @@ pub struct InferArgs {
     /// Pictures (or a volume's slices) per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
-    /// Probability above which a pixel is lesion.
-    #[arg(long, default_value_t = 0.5)]
-    pub threshold: f32,
+    /// Probability above which a pixel is lesion. Default: the model's (`[model] threshold`, else 0.5;
+    /// `tgcnet info --checkpoint` shows it).
+    #[arg(long, value_parser = crate::train_cmd::probability)]
+    pub threshold: Option<f32>,
     /// `fail` (default): stop at the first picture that cannot be read; `skip`: leave it out, list it in
     /// results.csv (column `error`) and go on.
     #[arg(long, default_value = "fail")]
@@ -111,9 +112,17 @@ struct ResultRow {
     error: String,
 }
 
-pub fn infer_cmd(a: InferArgs) -> anyhow::Result<i32> {
+impl InferArgs {
+    /// `--threshold`; `infer_cmd` fills it with the model's when it is not given.
+    fn threshold(&self) -> f32 {
+        self.threshold.unwrap_or(0.5)
+    }
+}
+
+pub fn infer_cmd(mut a: InferArgs) -> anyhow::Result<i32> {
     let device = a.device.device()?;
     let segmenter = Segmenter::load(&a.checkpoint, &device)?;
+    a.threshold = Some(a.threshold.unwrap_or(segmenter.config().mask_threshold()));
     let options = SegmentOptions {
         normalize_captions: !a.no_normalize_captions,
         laterality: a.laterality,
@@ -203,9 +212,9 @@ fn one(
     // The error names the picture already.
     let (plane, r) = segmenter.segment_file(image, text, options)?;
     let picture = gray(&plane);
-    write_png(&r.mask_image(a.threshold), out)?;
+    write_png(&r.mask_image(a.threshold()), out)?;
     if let Some(o) = &a.overlay {
-        write_png(&r.overlay(&picture, a.threshold), o)?;
+        write_png(&r.overlay(&picture, a.threshold()), o)?;
     }
     if let Some(h) = &a.heatmap {
         match r.heatmap(&picture) {
@@ -213,7 +222,7 @@ fn one(
             None => bail!("--heatmap: this model has no VLCM similarity map (text or VLCM is off)"),
         }
     }
-    let fg = r.mask(a.threshold).iter().filter(|&&m| m).count();
+    let fg = r.mask(a.threshold()).iter().filter(|&&m| m).count();
     println!(
         "{}: {} foreground pixels of {}",
         out.display(),
@@ -272,7 +281,7 @@ fn volume(
     let vol = ScanVolume::open(image)?;
     let vopts = VolumeOptions {
         batch_size: a.batch_size,
-        threshold: a.threshold,
+        threshold: a.threshold(),
     };
     let r = segmenter.segment_volume(&vol, text, options, &vopts)?;
     vol.write_mask(out, &r.voxels)?;
@@ -397,9 +406,9 @@ fn run_jobs(
         let results = segmenter.segment_batch(&items, options)?;
         for ((job, plane), r) in ready.iter().zip(results) {
             let written =
-                write_outputs(a, dir, job, plane, &r).and_then(|()| scores(job, &r, a.threshold));
+                write_outputs(a, dir, job, plane, &r).and_then(|()| scores(job, &r, a.threshold()));
             match written {
-                Ok(score) => rows.push(row_for(job, Some((&r, a.threshold)), score, "")),
+                Ok(score) => rows.push(row_for(job, Some((&r, a.threshold())), score, "")),
                 Err(e) if a.on_bad_sample == BadSamplePolicy::Skip => {
                     rows.push(row_for(job, None, None, &format!("{e:#}")));
                 }
@@ -420,11 +429,11 @@ fn write_outputs(
 ) -> anyhow::Result<()> {
     let picture = gray(plane);
     write_png(
-        &r.mask_image(a.threshold),
+        &r.mask_image(a.threshold()),
         &dir.join(format!("{}_mask.png", job.name)),
     )?;
     write_png(
-        &r.overlay(&picture, a.threshold),
+        &r.overlay(&picture, a.threshold()),
         &dir.join(format!("{}_overlay.png", job.name)),
     )?;
     if let Some(h) = r.heatmap(&picture) {

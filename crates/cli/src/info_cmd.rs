@@ -61,6 +61,15 @@ pub fn run(a: InfoArgs) -> anyhow::Result<i32> {
                 tgcnet_data::SideConvention::Patient => "the patient's left, on the image's right",
             }
         );
+        println!(
+            "infer/serve/eval default to threshold {} and test-time views: {}",
+            cfg.mask_threshold(),
+            if cfg.tta.is_active() {
+                cfg.tta.to_string()
+            } else {
+                "none".to_string()
+            }
+        );
         if a.show_config {
             println!("\n{}", cfg.to_toml()?);
         }

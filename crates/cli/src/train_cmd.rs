@@ -136,9 +136,9 @@ pub struct EvalArgs {
     /// convention. Default: the model's.
     #[arg(long)]
     pub laterality: Option<SideConvention>,
-    /// Probability above which a pixel is lesion.
-    #[arg(long, default_value_t = 0.5, value_parser = probability)]
-    pub threshold: f32,
+    /// Probability above which a pixel is lesion. Default: the model's (`[model] threshold`, else 0.5).
+    #[arg(long, value_parser = probability)]
+    pub threshold: Option<f32>,
     /// Also score these thresholds (comma-separated) in the same pass, to choose one on a validation
     /// split; the table goes into eval.json / eval.md.
     #[arg(long, value_delimiter = ',', value_parser = probability)]
@@ -158,7 +158,7 @@ pub(crate) fn tta_views(s: &str) -> Result<TtaConfig, String> {
 }
 
 /// A probability strictly between 0 and 1.
-fn probability(s: &str) -> Result<f32, String> {
+pub(crate) fn probability(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
         Ok(p) if p > 0.0 && p < 1.0 => Ok(p),
         Ok(p) => Err(format!("{p} is not strictly between 0 and 1")),
@@ -213,7 +213,7 @@ pub fn eval_cmd(a: EvalArgs) -> anyhow::Result<i32> {
             hd95: true,
             save_masks: a.save_masks.clone(),
             max_samples: a.limit,
-            threshold: a.threshold,
+            threshold: a.threshold.unwrap_or(model.config().mask_threshold()),
             sweep: a.sweep.clone(),
             tta: match &a.tta {
                 Some(t) => {
@@ -262,6 +262,10 @@ pub struct ExportArgs {
     /// unless told otherwise): sides and/or `flip`, comma-separated; `none` clears them.
     #[arg(long, value_parser = tta_views)]
     pub tta: Option<TtaConfig>,
+    /// Set the model's default threshold (`[model] threshold`, what `infer`, `serve` and `eval` use
+    /// unless told otherwise), e.g. one chosen on a validation split with `eval --sweep`.
+    #[arg(long, value_parser = probability)]
+    pub threshold: Option<f32>,
 }
 
 /// `tgcnet export`: a training state or parameter file → a parameter file (optionally float16), e.g. to
@@ -280,6 +284,9 @@ pub fn export_cmd(a: ExportArgs) -> anyhow::Result<i32> {
     if let Some(t) = &a.tta {
         t.validate(cfg.clip.model.vision.patch_size)?;
         cfg.tta = t.clone();
+    }
+    if let Some(th) = a.threshold {
+        cfg.threshold = Some(th);
     }
     let model = TgcNet::new(&cfg, &device)?
         .load_params_map(params)

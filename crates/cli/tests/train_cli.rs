@@ -747,6 +747,27 @@ fn init_snapshots_average_and_threshold_sweep() {
     );
     assert_eq!(high["threshold"].as_f64(), Some(0.7));
     assert!((at(&sweep[2]) - high["summary"]["dice_global"].as_f64().expect("dice")).abs() < 1e-12);
+    // `export --threshold 0.7` makes it the model's default: `eval` without `--threshold` uses it, and
+    // `info` shows it.
+    let at_07 = tmp.path().join("avg-07.safetensors");
+    ok(bin()
+        .arg("export")
+        .arg("--checkpoint")
+        .arg(&avg)
+        .args(["--threshold", "0.7", "--out"])
+        .arg(&at_07));
+    let (_, by_default) = eval_checkpoint(&at_07, &data, &[], &tmp.path().join("eval-07"));
+    assert_eq!(by_default["threshold"].as_f64(), Some(0.7));
+    assert_eq!(by_default["summary"], high["summary"]);
+    let info = ok(bin().arg("info").arg("--checkpoint").arg(&at_07));
+    assert!(info.contains("default to threshold 0.7 "), "{info}");
+    let (_, back) = eval_checkpoint(
+        &at_07,
+        &data,
+        &["--threshold", "0.5"],
+        &tmp.path().join("eval-05"),
+    );
+    assert_eq!(back["summary"], report["summary"]);
 
     let missing = bin()
         .arg("train")

@@ -61,6 +61,11 @@ pub struct TgcNetConfig {
     /// QaTa-COV19; `patient`: the patient's left). `infer`/`eval` convert captions written in the
     /// other convention, and DATE's side passages are written for this one.
     pub laterality: SideConvention,
+    /// Probability above which a pixel is lesion for `infer`, `serve` and `eval` unless they are told
+    /// otherwise (`[model] threshold`, set with `export --threshold`; 0.5 unless set): the operating point
+    /// travels with the model, as its test-time views do, since averaged views shift the best one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
     /// The CLIP towers (`[model.clip]`).
     pub clip: ClipSection,
     /// SSE (`[model.sse]`).
@@ -95,6 +100,7 @@ impl TgcNetConfig {
             image_size: 224,
             text: true,
             laterality: SideConvention::Image,
+            threshold: None,
             clip: ClipSection {
                 model: ClipConfig::vit_b16(),
                 weights: None,
@@ -118,6 +124,7 @@ impl TgcNetConfig {
             image_size: 224,
             text: true,
             laterality: SideConvention::Image,
+            threshold: None,
             clip: ClipSection {
                 model: ClipConfig {
                     embed_dim: 128,
@@ -179,6 +186,7 @@ impl TgcNetConfig {
             image_size: 32,
             text: true,
             laterality: SideConvention::Image,
+            threshold: None,
             clip: ClipSection {
                 model: ClipConfig {
                     embed_dim: 16,
@@ -320,7 +328,19 @@ impl TgcNetConfig {
         for r in results {
             r.map_err(ModelError::Config)?;
         }
+        if let Some(th) = self.threshold
+            && !(th > 0.0 && th < 1.0)
+        {
+            return fail(format!(
+                "threshold = {th} must lie strictly between 0 and 1"
+            ));
+        }
         self.tta.validate(v.patch_size)
+    }
+
+    /// The probability above which a pixel is lesion: `threshold`, else 0.5.
+    pub fn mask_threshold(&self) -> f32 {
+        self.threshold.unwrap_or(0.5)
     }
 
     /// Whether a parameter key (a module path of [`crate::TgcNet`]) is trained with this config.
@@ -393,6 +413,12 @@ mod tests {
             assert_eq!(back, cfg, "{name}");
         }
         assert!(TgcNetConfig::preset("huge").is_err());
+        let mut cfg = TgcNetConfig::small();
+        assert_eq!(cfg.mask_threshold(), 0.5);
+        cfg.threshold = Some(0.4);
+        let back = TgcNetConfig::from_toml_str(&cfg.to_toml().expect("toml")).expect("parse");
+        assert_eq!(back.mask_threshold(), 0.4);
+        assert_eq!(back, cfg);
     }
 
     #[test]
@@ -426,6 +452,8 @@ mod tests {
             ("image_size = 200\n", "image_size"),
             ("preset = \"nope\"\n", "nope"),
             ("[vlcm]\nheads = 7\n", "heads"),
+            ("threshold = 1.5\n", "threshold"),
+            ("threshold = 0.0\n", "threshold"),
         ] {
             let e = TgcNetConfig::from_toml_str(text).expect_err(text);
             assert!(e.contains(needle), "{text}: {e}");

@@ -51,9 +51,10 @@ pub struct ServeArgs {
     /// Seconds a request may wait for its result (then 504).
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
-    /// Default probability threshold (a request may give its own).
-    #[arg(long, default_value_t = 0.5)]
-    pub threshold: f32,
+    /// Default probability threshold (a request may give its own). Default: the model's
+    /// (`[model] threshold`, else 0.5).
+    #[arg(long, value_parser = crate::train_cmd::probability)]
+    pub threshold: Option<f32>,
     #[command(flatten)]
     pub device: DeviceArg,
 }
@@ -77,7 +78,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         max_pixels: a.max_pixels,
         max_caption_chars: a.max_caption_chars,
         timeout: Duration::from_secs(a.timeout),
-        threshold: a.threshold,
+        threshold: a.threshold.unwrap_or(segmenter.config().mask_threshold()),
     };
     let pool = api::Pool::start(segmenter.clone(), a.workers.max(1), a.queue.max(1));
     let state = Arc::new(api::AppState {
