@@ -8,18 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tgcnet"))
-}
+mod common;
 
-fn ok(cmd: &mut Command) {
-    let out = cmd.output().expect("run tgcnet");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::{bin, ok};
 
 /// A tiny trained checkpoint and a phantom picture, made once for every test of this file.
 fn model() -> &'static (PathBuf, PathBuf) {

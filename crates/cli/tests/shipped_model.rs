@@ -4,25 +4,12 @@
 //! them overridden.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use image::GenericImageView;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tgcnet"))
-}
+mod common;
 
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run tgcnet");
-    assert!(
-        out.status.success(),
-        "{:?} failed:\n{}\n{}",
-        cmd,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{bin, ok};
 
 fn shipped() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../checkpoints/qata-small.safetensors")

@@ -2,28 +2,15 @@
 //! SIGKILL after its first checkpoint, resumed, equals an uninterrupted run.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use image::GenericImageView;
 
 use tgcnet_clip::weights::TensorMap;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tgcnet"))
-}
+mod common;
 
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run tgcnet");
-    assert!(
-        out.status.success(),
-        "{:?} failed:\n{}\n{}",
-        cmd,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{bin, ok};
 
 /// `tgcnet eval --checkpoint CKPT --data DATA --split val EXTRA... --out OUT`: its markdown and eval.json.
 fn eval_checkpoint(

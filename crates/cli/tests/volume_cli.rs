@@ -5,7 +5,6 @@
 //! Dice.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use tgcnet_data::dicom::{DicomWriteOptions, SliceGeometry, write_dicom};
 use tgcnet_data::imageio::{DecodeOptions, SliceRef, read_image};
@@ -19,21 +18,9 @@ const CAPTION: &str =
 const SLOPE: f64 = 1500.0 / 255.0;
 const INTERCEPT: f64 = -1350.0;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tgcnet"))
-}
+mod common;
 
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run tgcnet");
-    assert!(
-        out.status.success(),
-        "{:?} failed:\n{}\n{}",
-        cmd,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{bin, ok};
 
 /// Phantom data and a tiny model trained on it for one epoch.
 fn trained(dir: &Path) -> (PathBuf, PathBuf) {
