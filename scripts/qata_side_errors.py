@@ -3,8 +3,8 @@
 "Threshold, post-processing and where the errors are").
 
 For every `valid` image whose caption is unilateral and names one lung, the mask's centroid decides the side
-it lies on in the displayed image (QaTa's captions use the `image` convention, which `tgcnet data check`
-measures); the per-image Dice of `tgcnet eval`'s eval.json is then averaged over the captions that agree with
+it lies on in the displayed image (the rule `tgcnet data check` uses to measure the side convention, which it
+reports only as counts; QaTa's captions use the `image` convention); the per-image Dice of `tgcnet eval`'s eval.json is then averaged over the captions that agree with
 the mask and over those that contradict it.
 
     tgcnet eval --checkpoint checkpoints/qata-small.safetensors --data QATA --split val --out ev
