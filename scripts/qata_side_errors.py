@@ -4,8 +4,8 @@
 
 For every `valid` image whose caption is unilateral and names one lung, the mask's centroid decides the side
 it lies on in the displayed image (the rule `tgcnet data check` uses to measure the side convention, which it
-reports only as counts; QaTa's captions use the `image` convention); the per-image Dice of `tgcnet eval`'s eval.json is then averaged over the captions that agree with
-the mask and over those that contradict it.
+reports only as counts; QaTa's captions use the `image` convention); the per-image Dice of `tgcnet eval`'s
+eval.json is then averaged over the captions that agree with the mask and over those that contradict it.
 
     tgcnet eval --checkpoint checkpoints/qata-small.safetensors --data QATA --split val --out ev
     python3 scripts/qata_side_errors.py ev/eval.json QATA/images/valid/masks
@@ -20,7 +20,8 @@ from PIL import Image
 
 
 def main(eval_json, gt_dir):
-    images = json.load(open(eval_json))["images"]
+    with open(eval_json) as f:
+        images = json.load(f)["images"]
     agree, contradict = [], []
     for x in images:
         c = x["caption"].lower()
@@ -32,6 +33,9 @@ def main(eval_json, gt_dir):
             continue
         on_left = np.nonzero(m)[1].mean() / m.shape[1] < 0.5
         (agree if on_left == (sides[0] == "left") else contradict).append(x["dice"])
+    if not agree or not contradict:
+        sys.exit(f"{eval_json}: no one-sided caption {'agrees with' if not agree else 'contradicts'} its mask; "
+                 "nothing to compare")
     n = len(images)
     print("| one-sided captions | images | Dice per-image |\n|---|---|---|")
     for name, d in (("name the mask's side", agree), ("name the other side", contradict)):
