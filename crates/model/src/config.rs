@@ -172,6 +172,7 @@ impl TgcNetConfig {
             },
             decoder: DecoderConfig {
                 channels: vec![64, 32, 16],
+                refine: 0,
             },
             loss: LossConfig::default(),
             tta: TtaConfig::default(),
@@ -233,6 +234,7 @@ impl TgcNetConfig {
             },
             decoder: DecoderConfig {
                 channels: vec![16, 8, 8],
+                refine: 0,
             },
             loss: LossConfig::default(),
             tta: TtaConfig::default(),

@@ -246,6 +246,10 @@ pub fn flops(cfg: &TgcNetConfig) -> Flops {
             + stage(at(4), d8 + c4, d4)
             + stage(at(2), d4 + skip2, d2)
             + conv_macs(at(2), at(2), d2, 1, 1));
+    let r = cfg.decoder.refine;
+    if r > 0 {
+        f.decoder += mac * (stage(at(1), d2 + 3, r) + conv_macs(at(1), at(1), r, 1, 1));
+    }
     f
 }
 

@@ -217,8 +217,7 @@ impl TgcNet {
         text: &TextBatch,
         probe: &mut dyn FnMut(Stage),
     ) -> TgcNetOutput {
-        let [_, _, h, w] = images.dims();
-        let mut pyramid = self.sse.forward(&self.vision, images);
+        let mut pyramid = self.sse.forward(&self.vision, images.clone());
         probe(Stage::Image);
         let mut sim_maps = Vec::new();
         if let (Some(tower), Some(date)) = (&self.text, &self.date) {
@@ -240,7 +239,7 @@ impl TgcNet {
             }
         }
         probe(Stage::Fusion);
-        let logits = self.decoder.forward(&pyramid, [h, w]);
+        let logits = self.decoder.forward(&pyramid, images);
         probe(Stage::Decoder);
         TgcNetOutput { logits, sim_maps }
     }
@@ -358,6 +357,21 @@ impl TgcNet {
         })
     }
 
+    /// [`TgcNet::load_params_map`] for a start (`train.init`): a checkpoint of a model without the decoder's
+    /// refinement stage, when this model has one, leaves that stage at its initialisation, which adds zero
+    /// to the logits, so this model starts computing what the checkpoint's model computed. Any other
+    /// missing or extra key is an error, as in [`TgcNet::load_params`].
+    pub fn init_from(self, mut params: BTreeMap<String, HostTensor>) -> Result<Self> {
+        if self.decoder.refine.is_some() && !params.keys().any(|k| k.starts_with(REFINE_KEYS)) {
+            for (k, v) in self.checkpoint_params() {
+                if k.starts_with(REFINE_KEYS) {
+                    params.insert(k, v);
+                }
+            }
+        }
+        self.load_params_map(params)
+    }
+
     /// Writes [`TgcNet::checkpoint_params`] as f32 safetensors, with the config as TOML in the metadata
     /// (`tgcnet_config`).
     pub fn save_params(&self, path: &Path) -> Result<()> {
@@ -380,6 +394,9 @@ impl TgcNet {
         self.load_params(&map)
     }
 }
+
+/// Key prefix of the decoder's refinement stage (the field names `decoder` and `refine`).
+const REFINE_KEYS: &str = "decoder.refine.";
 
 fn check_clip_match(path: &Path, want: &ClipConfig, got: &ClipConfig) -> Result<()> {
     let mismatch = |message: String| {
@@ -669,6 +686,48 @@ mod tests {
             .load_params_map(wrong)
             .expect_err("shape");
         assert!(e.to_string().contains("decoder.head.bias"), "{e}");
+    }
+
+    #[test]
+    fn a_model_with_refinement_starts_from_a_checkpoint_without_it() {
+        let dev = Device::flex();
+        let cfg = TgcNetConfig::tiny();
+        let (model, text) = setup(&cfg, &dev);
+        let mut model = perturb_params(model, 0.1);
+        // The perturbation changed the frozen text tower too; loading re-encodes with it.
+        model.refresh_knowledge_cache();
+        let saved = model.checkpoint_params();
+        assert!(!saved.keys().any(|k| k.starts_with(REFINE_KEYS)));
+        let mut refined_cfg = cfg.clone();
+        refined_cfg.decoder.refine = 4;
+        let (fresh, _) = setup(&refined_cfg, &dev);
+        let e = setup(&refined_cfg, &dev)
+            .0
+            .load_params_map(saved.clone())
+            .expect_err("a plain load needs every key");
+        assert!(e.to_string().contains(REFINE_KEYS), "{e}");
+        let refined = fresh.init_from(saved.clone()).expect("init");
+        let new_keys: Vec<_> = refined
+            .checkpoint_params()
+            .into_keys()
+            .filter(|k| !saved.contains_key(k))
+            .collect();
+        assert!(!new_keys.is_empty() && new_keys.iter().all(|k| k.starts_with(REFINE_KEYS)));
+        let images = rand([2, 3, 32, 32], &dev);
+        let a = model.forward(images.clone(), &text).logits;
+        let b = refined.forward(images, &text).logits;
+        assert_eq!(values((a - b).abs().max())[0], 0.0);
+        // Other keys stay strict: an unused one is still an error.
+        let mut extra = saved;
+        extra.insert(
+            "sse.typo.weight".into(),
+            HostTensor::new(vec![1], vec![0.0]),
+        );
+        let e = setup(&refined_cfg, &dev)
+            .0
+            .init_from(extra)
+            .expect_err("extra");
+        assert!(e.to_string().contains("sse.typo.weight"), "{e}");
     }
 
     #[test]

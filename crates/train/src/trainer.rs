@@ -98,7 +98,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions<'_>, device: &Device) -> Resul
         run.truncate(progress.epochs_done)?;
     } else if let Some(init) = &t.init {
         model = model
-            .load_params_map(load_params(init)?)
+            .init_from(load_params(init)?)
             .map_err(|e| TrainError::Checkpoint {
                 path: init.clone(),
                 message: format!("cannot start from it (train.init): {e}"),
