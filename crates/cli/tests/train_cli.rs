@@ -724,6 +724,36 @@ fn init_snapshots_average_and_threshold_sweep() {
         (fine_dice - avg_dice).abs() < 1e-6,
         "{fine_dice} vs {avg_dice}"
     );
+    // So does a model with the decoder's full-resolution refinement started from the average, which
+    // lacks that stage: the stage starts at zero, and its parameters are in the run's training state.
+    let refined_cfg = tmp.path().join("refine.toml");
+    let still_text = std::fs::read_to_string(&still).expect("read config");
+    std::fs::write(
+        &refined_cfg,
+        still_text.replace("[train]", "[model.decoder]\nrefine = 4\n[train]"),
+    )
+    .expect("write config");
+    let refined = tmp.path().join("refined");
+    ok(bin()
+        .arg("train")
+        .arg("--config")
+        .arg(&refined_cfg)
+        .arg("--init")
+        .arg(&avg)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&refined));
+    let rows = std::fs::read_to_string(refined.join("metrics.jsonl")).expect("metrics");
+    let row: serde_json::Value =
+        serde_json::from_str(rows.lines().next().expect("row")).expect("json");
+    let refined_dice = row["val_dice_global"].as_f64().expect("dice");
+    assert!(
+        (refined_dice - avg_dice).abs() < 1e-6,
+        "{refined_dice} vs {avg_dice}"
+    );
+    let saved = read(&refined.join("last.safetensors"));
+    assert!(saved.keys().any(|k| k.starts_with("param.decoder.refine.")));
 
     // `--threshold 0.7` scores what the sweep's 0.7 row did.
     let (_, high) = eval_checkpoint(
