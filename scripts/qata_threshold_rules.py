@@ -29,7 +29,11 @@ from PIL import Image
 
 
 def load(root, gt_dir, base):
-    thresholds = sorted(float(d) for d in os.listdir(root) if os.path.isdir(f"{root}/{d}/masks"))
+    # (value, folder name): the folders keep their own spelling ("0.30" as well as "0.3")
+    dirs = sorted((float(d), d) for d in os.listdir(root) if os.path.isdir(f"{root}/{d}/masks"))
+    if not dirs:
+        sys.exit(f"{root}: no THRESHOLD/masks folders (see the usage above)")
+    thresholds = [t for t, _ in dirs]
     report = json.load(open(f"{root}/{base}/eval.json"))
     ids = [im["id"] for im in report["images"]]
     captions = [im["caption"] for im in report["images"]]
@@ -40,8 +44,8 @@ def load(root, gt_dir, base):
     true = np.zeros(n)
     for i, name in enumerate(ids):
         g = None
-        for k, t in enumerate(thresholds):
-            p = np.array(Image.open(f"{root}/{t}/masks/{safe(name)}_mask.png").convert("L")) > 127
+        for k, (_, folder) in enumerate(dirs):
+            p = np.array(Image.open(f"{root}/{folder}/masks/{safe(name)}_mask.png").convert("L")) > 127
             if g is None:
                 g = Image.open(f"{gt_dir}/mask_{name}.png").convert("L").resize(p.shape[::-1], Image.NEAREST)
                 g = np.array(g) > 127
@@ -79,7 +83,9 @@ def fit_rule(d, groups, idx):
 
 
 def apply_rule(d, groups, idx, rule, fallback):
-    return np.array([d[i, rule.get(groups[i]) if rule.get(groups[i]) is not None else fallback] for i in idx])
+    """Each image's Dice at its group's threshold (the default for a group the rule never saw)."""
+    picks = [rule.get(groups[i]) for i in idx]
+    return np.array([d[i, fallback if k is None else k] for i, k in zip(idx, picks)])
 
 
 def cross_validated(d, groups, base_k, seed=7):
